@@ -1,0 +1,68 @@
+"""Model registry: every upscaler vsr can run, by name.
+
+Each entry says how to build the architecture and how to load it with weights. The registry feeds
+``vsr run --model`` choices, ``vsr weights list`` and the default-model choice.
+
+Model contract (DESIGN.md): an ``nn.Module`` with int attributes ``scale`` and ``multiple``; input
+``(N, 3, H, W)`` float in [-1, 1] with H, W multiples of ``multiple``; output
+``(N, 3, scale*H, scale*W)`` in [-1, 1], raw (before colour correction).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import torch
+from torch import nn
+
+from vsr.errors import UsageError
+from vsr.models import classic
+
+Loader = Callable[[Path | None, torch.device, torch.dtype], nn.Module]
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    build: Callable[[], nn.Module]  # the architecture, randomly initialised or weight-free
+    load: Loader  # (weights or None for the default location, device, dtype) -> ready model
+    description: str  # one line for `vsr weights list` and --help
+    needs_weights: bool = False  # True: cannot run without a weights file
+    gpu_model: bool = False  # True: too slow for CPU use; never the default without a GPU
+
+
+def _no_weights(build: Callable[[], nn.Module]) -> Loader:
+    def load(weights: Path | None, device: torch.device, dtype: torch.dtype) -> nn.Module:
+        if weights is not None:
+            raise UsageError(f"this model takes no weights, got --weights {weights}")
+        return build().to(device=device, dtype=dtype)
+
+    return load
+
+
+MODELS: dict[str, ModelEntry] = {
+    "bicubic": ModelEntry(classic.build_bicubic, _no_weights(classic.build_bicubic), "bicubic ×4 (baseline)"),
+    "lanczos": ModelEntry(classic.build_lanczos, _no_weights(classic.build_lanczos), "Lanczos-3 ×4 (baseline)"),
+}
+
+DEFAULT_MODEL = "lanczos"  # until the bundled compact model exists
+
+
+def available_models() -> list[str]:
+    return sorted(MODELS)
+
+
+def load_model(
+    name: str,
+    weights: str | Path | None = None,
+    device: str | torch.device = "cpu",
+    dtype: torch.dtype = torch.float32,
+) -> nn.Module:
+    """Build model ``name`` with its weights on ``device`` in ``dtype``, in eval mode, no grad."""
+    if name not in MODELS:
+        raise UsageError(f"unknown model {name!r}; choose one of: {', '.join(available_models())}")
+    model = MODELS[name].load(Path(weights) if weights is not None else None, torch.device(device), dtype)
+    model.eval().requires_grad_(False)
+    assert isinstance(model.scale, int) and isinstance(model.multiple, int), "model contract"
+    return model
