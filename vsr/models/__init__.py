@@ -49,6 +49,11 @@ MODELS: dict[str, ModelEntry] = {
 DEFAULT_MODEL = "lanczos"  # until the bundled compact model exists
 
 
+def default_model(device: torch.device) -> tuple[str, str]:
+    """The model ``vsr run`` uses without ``--model``, and a one-line reason for the user."""
+    return DEFAULT_MODEL, f"using {DEFAULT_MODEL}: no better model is available yet"
+
+
 def available_models() -> list[str]:
     return sorted(MODELS)
 
