@@ -1,0 +1,203 @@
+"""Command-line front end: ``vsr run | probe | weights | train``. Thin: parsing, messages, exit codes."""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import logging
+import os
+import signal
+import sys
+import traceback
+from pathlib import Path
+from types import FrameType
+
+import yaml
+
+from vsr import __version__
+from vsr.config import RunConfig, load_config
+from vsr.errors import InputError, Interrupted, UsageError, VsrError
+
+log = logging.getLogger("vsr")
+
+MEDIA_EXTENSIONS = frozenset(
+    ".mp4 .m4v .mov .mkv .webm .avi .ts .m2ts .mts .mpg .mpeg .flv .wmv .3gp .ogv .dv .mxf .y4m "
+    ".png .jpg .jpeg .tif .tiff .bmp .webp .dpx .exr".split()
+)  # what a folder input picks up
+
+
+def _run_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("run", help="upscale videos or images", description="Upscale videos or images.")
+    S = argparse.SUPPRESS  # absent flags stay absent, so config files and VSR_* can supply them
+    p.add_argument("inputs", nargs="+", metavar="INPUT", help="video or image files, folders or globs")
+    p.add_argument("-o", "--output", type=Path, help="output file (one input only)")
+    p.add_argument("--output-dir", type=Path, help="folder for the outputs (default: beside each input)")
+    p.add_argument("--config", type=Path, help="YAML file of options (see --print-config)")
+    p.add_argument("--print-config", action="store_true", help="print the merged configuration and exit")
+    g = p.add_argument_group("model")
+    g.add_argument("--model", default=S, help="model name (see `vsr weights list`); default: best available")
+    g.add_argument("--weights", default=S, help="weights file or folder for the model")
+    g.add_argument("--scale", type=int, default=S, help="output scale: 1, 2, 3 or 4 (default 4)")
+    g.add_argument("--height", type=int, default=S, help="output height in pixels instead of --scale")
+    g.add_argument("--device", default=S, help="auto | cpu | cuda | cuda:N | mps")
+    g.add_argument("--precision", default=S, choices=["auto", "fp32", "fp16", "bf16"])
+    g.add_argument("--tile", type=int, default=S, help="tile size in input pixels (0: whole frame)")
+    g.add_argument("--tile-overlap", type=int, default=S, help="overlap between tiles in input pixels")
+    g.add_argument("--batch", type=int, default=S, help="tiles per forward pass")
+    g.add_argument("--color-fix", default=S, choices=["adain", "wavelet", "none"])
+    g.add_argument("--compile", action="store_true", default=S, help="torch.compile the model")
+    g.add_argument("--no-cuda-graphs", dest="cuda_graphs", action="store_false", default=S)
+    e = p.add_argument_group("encoding")
+    e.add_argument("--codec", default=S, help="video encoder (default libx264)")
+    e.add_argument("--crf", type=int, default=S, help="quality, x264 scale (default 18)")
+    e.add_argument("--preset", default=S, help="encoder preset (default medium)")
+    e.add_argument("--pix-fmt", default=S, help="output pixel format (default yuv420p for 8-bit input)")
+    e.add_argument("--no-audio", dest="audio", action="store_false", default=S, help="drop audio streams")
+    s = p.add_argument_group("section and files")
+    s.add_argument("--start", type=float, default=S, help="start this many seconds into the video")
+    s.add_argument("--duration", type=float, default=S, help="process this many seconds")
+    s.add_argument("--overwrite", action="store_true", default=S, help="replace existing outputs")
+    s.add_argument("--skip-existing", action="store_true", default=S, help="skip inputs whose output exists")
+    o = p.add_argument_group("output")
+    o.add_argument("--progress", default=S, choices=["bar", "json", "none"])
+    o.add_argument("--quiet", action="store_true", default=S, help="print errors only")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from vsr import train, weights
+
+    parser = argparse.ArgumentParser(prog="vsr", description="Streaming video super-resolution (AdcSR).")
+    parser.add_argument("--version", action="version", version=f"vsr {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks")
+    sub = parser.add_subparsers(dest="command", required=True)
+    _run_parser(sub)
+    p = sub.add_parser("probe", help="show the streams of a media file")
+    p.add_argument("input", type=Path)
+    p.add_argument("--json", action="store_true", help="print JSON")
+    weights.add_arguments(sub.add_parser("weights", help="list, download, convert and verify model weights"))
+    train.add_arguments(sub.add_parser("train", help="train or distil the compact model"))
+    for p in sub.choices.values():  # `vsr run ... --debug` works as well as `vsr --debug run ...`
+        p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks")
+    return parser
+
+
+def expand_inputs(items: list[str]) -> list[Path]:
+    """Paths as given; folders → their media files; globs → their matches (sorted)."""
+    out: list[Path] = []
+    for item in items:
+        path = Path(item)
+        if path.is_dir():
+            out += sorted(p for p in path.iterdir() if p.suffix.lower() in MEDIA_EXTENSIONS and p.is_file())
+        elif not path.exists() and glob.has_magic(item):
+            matches = sorted(Path(m) for m in glob.glob(item) if Path(m).is_file())
+            if not matches:
+                raise InputError(f"{item}: no file matches")
+            out += matches
+        else:
+            out.append(path)
+    return out
+
+
+def _install_signals() -> dict:
+    """First SIGINT/SIGTERM raises Interrupted in the main thread (cleanup runs); a second exits at
+    once. Returns the previous handlers."""
+    state = {"hit": False}
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        code = 128 + signum
+        if state["hit"]:
+            os._exit(code)
+        state["hit"] = True
+        raise Interrupted(f"interrupted by {signal.Signals(signum).name}", signum)
+
+    previous = {signal.SIGINT: signal.signal(signal.SIGINT, handler)}
+    if os.name != "nt":  # Windows delivers Ctrl-C only
+        previous[signal.SIGTERM] = signal.signal(signal.SIGTERM, handler)
+    return previous
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from vsr.pipeline import default_output, open_session, upscale_file
+
+    flags = {k: v for k, v in vars(args).items() if k in RunConfig.__dataclass_fields__}
+    config = load_config(args.config, flags)
+    if args.print_config:
+        print(yaml.safe_dump(config.to_dict(), sort_keys=False), end="")
+        return 0
+    if config.quiet:
+        log.setLevel(logging.ERROR)
+    inputs = expand_inputs(args.inputs)
+    if args.output is not None and len(inputs) > 1:
+        raise UsageError(f"-o names one output but {len(inputs)} inputs were given; use --output-dir")
+    if args.output_dir is not None and not args.output_dir.is_dir():
+        raise UsageError(f"{args.output_dir}: output folder does not exist")
+    session = open_session(config)
+    failed, skipped, done = [], 0, 0
+    for src in inputs:
+        try:
+            if config.skip_existing and args.output is None:
+                from vsr.video.probe import probe
+
+                dst = default_output(src, config, probe(src).is_image, args.output_dir)
+                if dst.exists():
+                    log.info("%s: skipped, %s exists", src, dst)
+                    skipped += 1
+                    continue
+            summary = upscale_file(session, src, args.output, args.output_dir)
+            done += 1
+            log.info("%s → %s: %d frame(s) at %dx%d in %.1f s (%.2f fps)", src, summary.output, summary.frames,
+                     *summary.size, summary.seconds, summary.fps)
+        except VsrError as e:
+            if len(inputs) == 1 or isinstance(e, Interrupted):
+                raise
+            failed.append((src, e))
+            print(f"vsr: error: {e}", file=sys.stderr)
+    if len(inputs) > 1:
+        log.warning("%d done, %d skipped, %d failed", done, skipped, len(failed))
+    return max((e.exit_code for _, e in failed), default=0)
+
+
+def cmd_probe(args: argparse.Namespace) -> int:
+    from vsr.video.probe import format_table, probe
+
+    info = probe(args.input)
+    print(info.to_json() if args.json else format_table(info))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("vsr: %(message)s"))
+    log.handlers[:] = [handler]
+    log.setLevel(logging.DEBUG if args.debug else logging.INFO)
+    log.propagate = False
+    try:
+        if args.command == "run":
+            previous = _install_signals()
+            try:
+                return cmd_run(args)
+            finally:
+                for signum, old in previous.items():
+                    signal.signal(signum, old)
+        if args.command == "probe":
+            return cmd_probe(args)
+        if args.command == "weights":
+            from vsr import weights
+
+            return weights.main(args)
+        if args.command == "train":
+            from vsr import train
+
+            return train.main(args)
+        raise UsageError(f"unknown command {args.command!r}")
+    except VsrError as e:
+        if args.debug:
+            traceback.print_exc()
+        print(f"vsr: error: {e}", file=sys.stderr)
+        return e.exit_code
+    except Exception as e:  # noqa: BLE001 - a bug: one line, traceback with --debug
+        if args.debug:
+            traceback.print_exc()
+        print(f"vsr: internal error: {e.__class__.__name__}: {e} (run with --debug for details)", file=sys.stderr)
+        return 1

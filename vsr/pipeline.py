@@ -1,0 +1,247 @@
+"""upscale_file(): wires reader → executor → writer for one input, with an atomic output.
+
+Output goes to ``<output>.partial`` and is renamed on success; on any failure or interruption the
+partial file is removed, so nothing that looks finished is ever left behind.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from vsr import engine
+from vsr.config import RunConfig
+from vsr.errors import InputError, ProcessingError, UsageError
+from vsr.models import MODELS, default_model, load_model
+from vsr.progress import Progress
+from vsr.runtime.local import LocalExecutor
+from vsr.video.reader import VideoInfo, VideoReader
+from vsr.video.writer import (
+    CONTAINERS,
+    FALLBACK_EXT,
+    IMAGE_CODECS,
+    EncodeSettings,
+    VideoWriter,
+    container_for,
+    container_holds,
+    needs_even,
+    write_image,
+)
+
+log = logging.getLogger("vsr")
+
+SCALES = (1, 2, 3, 4)  # accepted --scale values
+PARTIAL_SUFFIX = ".partial"
+DEFAULT_CODEC = "libx264"
+DEFAULT_PIX_FMT = {8: "yuv420p", 10: "yuv420p10le"}  # by source bit depth (up to)
+
+
+@dataclass
+class RunSummary:
+    input: Path
+    output: Path
+    model: str
+    frames: int
+    seconds: float
+    size: tuple[int, int]  # output (width, height)
+    copied_packets: int = 0
+    damaged_packets: int = 0
+    stats: dict = field(default_factory=dict)
+
+    @property
+    def fps(self) -> float:
+        return self.frames / self.seconds if self.seconds > 0 else 0.0
+
+
+@dataclass
+class Session:
+    """What stays loaded across the files of one ``vsr run``: the model on its device."""
+
+    config: RunConfig
+    model_name: str
+    upscaler: engine.Upscaler
+
+
+def open_session(config: RunConfig) -> Session:
+    device = engine.resolve_device(config.device)
+    name = config.model
+    if name is None:
+        name, reason = default_model(device)
+        log.info(reason)
+    if name not in MODELS:
+        raise UsageError(f"unknown model {name!r}; choose one of: {', '.join(sorted(MODELS))}")
+    if config.scale not in SCALES:
+        raise UsageError(f"--scale {config.scale} is not supported; use one of {', '.join(map(str, SCALES))}")
+    if config.height is not None and config.height < 2:
+        raise UsageError(f"--height {config.height} is too small")
+    dtype = engine.resolve_precision(config.precision, device)
+    model = load_model(name, config.weights, device=device, dtype=dtype)
+    upscaler = engine.Upscaler(
+        model,
+        device=device,
+        precision=config.precision,
+        tile=engine.DEFAULT_TILE if config.tile is None else config.tile,
+        tile_overlap=engine.DEFAULT_TILE_OVERLAP if config.tile_overlap is None else config.tile_overlap,
+        batch=engine.DEFAULT_BATCH if config.batch is None else config.batch,
+        color_fix=config.color_fix,
+        compile=config.compile,
+        cuda_graphs=config.cuda_graphs,
+    )
+    return Session(config, name, upscaler)
+
+
+def suffix_for(config: RunConfig) -> str:
+    return f"_{config.height}p" if config.height else f"_x{config.scale}"
+
+
+def default_output(src: Path, config: RunConfig, is_image: bool, output_dir: Path | None = None) -> Path:
+    """``<stem>_x<scale>.<ext>`` beside the input (or in ``output_dir``), in the input's container
+    when it can hold the chosen codec and keep the timing, else ``.mkv`` (said in one line)."""
+    folder = output_dir or src.parent
+    ext = src.suffix.lower()
+    if is_image:
+        ext = ext if ext in IMAGE_CODECS else ".png"
+    elif not container_holds(ext, config.codec or DEFAULT_CODEC):
+        log.info("%s: %s cannot hold %s with its timing; writing %s", src.name, ext or "(no extension)",
+                 config.codec or DEFAULT_CODEC, FALLBACK_EXT)
+        ext = FALLBACK_EXT
+    return folder / f"{src.stem}{suffix_for(config)}{ext}"
+
+
+def check_output(src: Path, dst: Path, config: RunConfig, is_image: bool) -> None:
+    if dst.resolve() == src.resolve():
+        raise UsageError(f"{dst}: the output may not be the input")
+    if dst.exists() and not config.overwrite:
+        raise UsageError(f"{dst}: output exists; pass --overwrite to replace it")
+    ext = dst.suffix.lower()
+    if is_image and ext not in IMAGE_CODECS:
+        raise UsageError(f"{dst}: an image input needs an image output ({', '.join(IMAGE_CODECS)})")
+    if not is_image:
+        if ext not in CONTAINERS:
+            raise UsageError(f"{dst}: unknown video container {ext!r}; use one of {', '.join(CONTAINERS)}")
+        codec = config.codec or DEFAULT_CODEC
+        if not container_holds(ext, codec):
+            raise UsageError(f"{dst}: {ext} cannot hold {codec} with the input's timing; use .mkv")
+    folder = dst.parent
+    if not folder.is_dir():
+        raise UsageError(f"{folder}: output folder does not exist")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise UsageError(f"{folder}: output folder is not writable")
+
+
+def output_size(info: VideoInfo, config: RunConfig, pix_fmt: str | None) -> tuple[int, int]:
+    """(width, height) of the output, rounded up to even where ``pix_fmt`` subsamples chroma."""
+    if config.height:
+        w, h = max(1, round(info.width * config.height / info.height)), config.height
+    else:
+        w, h = info.width * config.scale, info.height * config.scale
+    if pix_fmt is not None:
+        even_w, even_h = needs_even(pix_fmt)
+        rw, rh = w + (w % 2 if even_w else 0), h + (h % 2 if even_h else 0)
+        if (rw, rh) != (w, h):
+            log.info("%s: output %dx%d rounded to %dx%d (%s needs even sizes)", info.path.name, w, h, rw, rh, pix_fmt)
+        w, h = rw, rh
+    return w, h
+
+
+def encode_settings(info: VideoInfo, config: RunConfig) -> EncodeSettings:
+    depth = 8 if info.bit_depth <= 8 else 10
+    return EncodeSettings(
+        codec=config.codec or DEFAULT_CODEC,
+        crf=config.crf,
+        preset=config.preset,
+        pix_fmt=config.pix_fmt or DEFAULT_PIX_FMT[depth],
+    )
+
+
+def _atomic(partial: Path, final: Path) -> None:
+    os.replace(partial, final)
+
+
+def _remove(path: Path) -> None:
+    try:
+        path.unlink()
+    except FileNotFoundError:
+        pass
+
+
+def upscale_file(session: Session, src: Path, dst: Path | None = None, output_dir: Path | None = None) -> RunSummary:
+    """Upscale one video or image; returns what was done. Raises VsrError subclasses."""
+    config = session.config
+    t0 = time.monotonic()
+    reader = VideoReader(src, start=config.start, duration=config.duration)
+    try:
+        info = reader.info
+        dst = dst or default_output(src, config, info.is_image, output_dir)
+        check_output(src, dst, config, info.is_image)
+        partial = dst.with_name(dst.name + PARTIAL_SUFFIX)
+        try:
+            if info.is_image:
+                summary = _image(session, reader, partial, dst)
+            else:
+                summary = _video(session, reader, partial, dst)
+            _atomic(partial, dst)
+        except BaseException:
+            _remove(partial)
+            raise
+    finally:
+        reader.close()
+    summary.seconds = time.monotonic() - t0
+    summary.damaged_packets = reader.damaged_packets
+    if reader.damaged_packets:
+        log.warning("%s: %d damaged packet(s) concealed by the decoder", src, reader.damaged_packets)
+    return summary
+
+
+def _image(session: Session, reader: VideoReader, partial: Path, dst: Path) -> RunSummary:
+    frame = next(iter(reader), None)
+    if frame is None:
+        raise InputError(f"{reader.path}: no image could be decoded")
+    size = output_size(reader.info, session.config, None)
+    image = session.upscaler.upscale([frame.image], size)[0]
+    write_image(partial, image, dst.suffix)
+    return RunSummary(reader.path, dst, session.model_name, 1, 0.0, size)
+
+
+def _video(session: Session, reader: VideoReader, partial: Path, dst: Path) -> RunSummary:
+    config, info = session.config, reader.info
+    settings = encode_settings(info, config)
+    size = output_size(info, config, settings.pix_fmt)
+    section = reader.section_pts if (config.start or config.duration is not None) else None
+    writer = VideoWriter(partial, container_for(dst.suffix), info, size, settings, config.audio, section)
+    progress = Progress("none" if config.quiet else config.progress, info.frames, reader.path.name)
+    group = session.upscaler.frames_per_call(info.width, info.height) if hasattr(session.upscaler, "frames_per_call") else 1
+    executor = LocalExecutor(session.upscaler, size, queue_size=config.queue_size, group=group)
+    try:
+        stats = executor.run(reader, writer, on_frame=progress.update, on_tick=progress.tick)
+        writer.close()
+    except BaseException:
+        writer.abort()
+        raise
+    finally:
+        progress.close()
+    if stats.frames_written == 0:
+        raise InputError(f"{reader.path}: no video frame could be decoded" + (" in the requested section" if section else ""))
+    if stats.frames_written != stats.frames_read:
+        raise ProcessingError(f"{reader.path}: read {stats.frames_read} frames but wrote {stats.frames_written}")
+    copied = writer.copier.copied if writer.copier is not None else 0
+    return RunSummary(reader.path, dst, session.model_name, stats.frames_written, 0.0, size, copied,
+                      stats={**vars(stats), "frame_bound": executor.frame_bound()})
+
+
+def upscale_video(src: str | Path, dst: str | Path | None = None, config: RunConfig | None = None) -> RunSummary:
+    """Library entry point: upscale one file with ``config`` (defaults when None)."""
+    session = open_session(config or RunConfig())
+    return upscale_file(session, Path(src), Path(dst) if dst is not None else None)
+
+
+def read_rgb(path: str | Path) -> list[np.ndarray]:
+    """All frames of ``path`` as RGB arrays (tests and benchmarks)."""
+    with VideoReader(path) as r:
+        return [f.image for f in r]
+

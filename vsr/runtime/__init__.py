@@ -1,0 +1,1 @@
+"""Executors: how frames get from the reader through an Upscaler to the writer."""

@@ -1,0 +1,139 @@
+"""`vsr probe`: what is in a media file, as a dataclass, a table or JSON."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from fractions import Fraction
+from pathlib import Path
+
+import av
+
+from vsr.errors import InputError
+
+IMAGE_FORMATS = ("image2", "png_pipe", "jpeg_pipe", "tiff_pipe", "bmp_pipe", "webp_pipe", "dpx_pipe")
+
+
+@dataclass
+class StreamInfo:
+    index: int
+    type: str  # video | audio | subtitle | data | attachment
+    codec: str | None
+    time_base: str | None
+    start_time: float | None  # seconds
+    duration: float | None  # seconds
+    frames: int | None  # from the container header; None when it does not say
+    language: str | None = None
+    width: int | None = None
+    height: int | None = None
+    pix_fmt: str | None = None
+    bit_depth: int | None = None
+    frame_rate: str | None = None  # average, as a fraction
+    sample_rate: int | None = None
+    channels: int | None = None
+
+
+@dataclass
+class MediaInfo:
+    path: str
+    format: str
+    duration: float | None  # seconds
+    start_time: float | None  # seconds
+    is_image: bool
+    streams: list[StreamInfo] = field(default_factory=list)
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=2)
+
+    @property
+    def video(self) -> StreamInfo | None:
+        return next((s for s in self.streams if s.type == "video"), None)
+
+
+def _seconds(value: int | None, time_base: Fraction | None) -> float | None:
+    if value is None or time_base is None:
+        return None
+    return float(value * time_base)
+
+
+def open_input(path: str | Path) -> av.container.InputContainer:
+    """Open ``path`` read-only with PyAV, turning every failure into an InputError naming the file."""
+    p = Path(path)
+    if not p.exists():
+        raise InputError(f"{p}: no such file")
+    if p.is_dir():
+        raise InputError(f"{p}: is a folder, not a media file")
+    if p.stat().st_size == 0:
+        raise InputError(f"{p}: empty file (0 bytes)")
+    try:
+        return av.open(str(p), "r")
+    except (av.error.FFmpegError, UnicodeDecodeError, ValueError) as e:
+        raise InputError(f"{p}: not a readable video or image ({e.__class__.__name__}: {e})") from e
+
+
+def _bit_depth(pix_fmt: str | None) -> int | None:
+    if not pix_fmt:
+        return None
+    try:
+        return max(c.bits for c in av.VideoFormat(pix_fmt).components)
+    except (ValueError, av.error.FFmpegError):
+        return None
+
+
+def probe(path: str | Path) -> MediaInfo:
+    with open_input(path) as c:
+        info = MediaInfo(
+            path=str(path),
+            format=c.format.name,
+            duration=c.duration / av.time_base if c.duration is not None else None,
+            start_time=c.start_time / av.time_base if c.start_time is not None else None,
+            is_image=c.format.name in IMAGE_FORMATS,
+        )
+        for s in c.streams:
+            cc = s.codec_context
+            si = StreamInfo(
+                index=s.index,
+                type=s.type,
+                codec=cc.name if cc is not None else None,
+                time_base=str(s.time_base) if s.time_base else None,
+                start_time=_seconds(s.start_time, s.time_base),
+                duration=_seconds(s.duration, s.time_base),
+                frames=s.frames or None,
+                language=s.language,
+            )
+            if s.type == "video":
+                si.width, si.height = cc.width, cc.height
+                si.pix_fmt = cc.pix_fmt
+                si.bit_depth = _bit_depth(cc.pix_fmt)
+                rate = s.average_rate or s.guessed_rate
+                si.frame_rate = str(rate) if rate else None
+            elif s.type == "audio":
+                si.sample_rate, si.channels = cc.sample_rate, cc.channels
+            info.streams.append(si)
+    return info
+
+
+def format_table(info: MediaInfo) -> str:
+    lines = [
+        f"{info.path}: {info.format}"
+        + (f", duration {info.duration:.3f} s" if info.duration is not None else "")
+        + (f", start {info.start_time:.3f} s" if info.start_time is not None else "")
+    ]
+    for s in info.streams:
+        parts = [f"  #{s.index} {s.type}: {s.codec}"]
+        if s.type == "video":
+            parts.append(f"{s.width}x{s.height} {s.pix_fmt} ({s.bit_depth}-bit)")
+            if s.frame_rate:
+                parts.append(f"{float(Fraction(s.frame_rate)):.3f} fps")
+        if s.type == "audio":
+            parts.append(f"{s.sample_rate} Hz, {s.channels} ch")
+        if s.duration is not None:
+            parts.append(f"{s.duration:.3f} s")
+        if s.frames:
+            parts.append(f"{s.frames} frames")
+        if s.start_time is not None:
+            parts.append(f"start {s.start_time:.3f} s")
+        if s.language:
+            parts.append(f"lang {s.language}")
+        lines.append(", ".join(parts))
+    return "\n".join(lines)

@@ -1,0 +1,147 @@
+"""Decode the main video stream of an input with PyAV into RGB numpy frames, keeping their identity.
+
+A ``Frame`` is ``(index, pts, time_base, duration, image)``: the decoder's timestamps travel with the
+pixels end to end, so the writer can stamp each output frame with its input pts.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+from typing import Iterator
+
+import av
+import numpy as np
+
+from vsr.errors import InputError
+from vsr.video.probe import IMAGE_FORMATS, open_input
+
+MAX_SIDE = 16384  # px; larger dimensions are treated as a damaged header, not an image to upscale
+
+
+@dataclass(eq=False)
+class Frame:
+    index: int  # 0-based position in the processed section
+    pts: int  # presentation timestamp in time_base units (as decoded; synthesised if missing)
+    time_base: Fraction
+    duration: int | None  # in time_base units; None when the decoder does not know
+    image: np.ndarray  # (H, W, 3) RGB, uint8 for 8-bit sources, uint16 above
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    path: Path
+    width: int
+    height: int
+    pix_fmt: str
+    bit_depth: int
+    codec: str
+    time_base: Fraction
+    frame_rate: Fraction | None  # average frame rate; None when unknown
+    frames: int | None  # expected number of frames in the processed section, when known
+    is_image: bool
+    start_time: float  # seconds: the video stream's first timestamp
+    sample_aspect_ratio: Fraction | None
+
+
+def _bit_depth(pix_fmt: str) -> int:
+    return max(c.bits for c in av.VideoFormat(pix_fmt).components)
+
+
+class VideoReader:
+    """Iterate the frames of ``path``'s first video stream, optionally a section [start, start+duration)."""
+
+    def __init__(self, path: str | Path, start: float | None = None, duration: float | None = None) -> None:
+        self.path = Path(path)
+        self.start, self.duration = start, duration
+        self.damaged_packets = 0  # packets the decoder rejected (concealed damage)
+        self.container = open_input(self.path)
+        if not self.container.streams.video:
+            kinds = sorted({s.type for s in self.container.streams}) or ["no streams"]
+            self.container.close()
+            raise InputError(f"{self.path}: has no video stream ({', '.join(kinds)})")
+        self.stream = self.container.streams.video[0]
+        self.stream.thread_type = "AUTO"
+        cc = self.stream.codec_context
+        if not cc.width or not cc.height or cc.pix_fmt is None:
+            self.container.close()
+            raise InputError(f"{self.path}: the video stream has no frame size or pixel format")
+        if max(cc.width, cc.height) > MAX_SIDE:
+            self.container.close()
+            raise InputError(f"{self.path}: frame size {cc.width}x{cc.height} is over {MAX_SIDE} pixels a side")
+        tb = self.stream.time_base or Fraction(1, 1000)
+        rate = self.stream.average_rate or self.stream.guessed_rate
+        frames = self.stream.frames or None
+        if duration is not None and rate:
+            frames = math.ceil(duration * rate)
+        elif start and frames and rate:
+            frames = max(0, frames - math.floor(start * rate))
+        elif frames is None and rate and self.stream.duration:
+            frames = round(float(self.stream.duration * tb * rate))
+        is_image = self.container.format.name in IMAGE_FORMATS
+        self.info = VideoInfo(
+            path=self.path,
+            width=cc.width,
+            height=cc.height,
+            pix_fmt=cc.pix_fmt,
+            bit_depth=_bit_depth(cc.pix_fmt),
+            codec=cc.name,
+            time_base=tb,
+            frame_rate=Fraction(rate) if rate else None,
+            frames=1 if is_image else frames,
+            is_image=is_image,
+            start_time=float((self.stream.start_time or 0) * tb),
+            sample_aspect_ratio=self.stream.sample_aspect_ratio,
+        )
+        self.rgb_format = "rgb24" if self.info.bit_depth <= 8 else "rgb48le"
+        first = self.stream.start_time or 0
+        start_pts = first + round((start or 0) / tb)
+        end_pts = None if duration is None else start_pts + round(duration / tb)
+        # The section in stream time-base units: [start, end); start is where the output's zero lies.
+        self.section_pts: tuple[int, int | None] = (start_pts, end_pts)
+
+    def close(self) -> None:
+        self.container.close()
+
+    def __enter__(self) -> VideoReader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _decoded(self) -> Iterator[av.VideoFrame]:
+        """Decoded frames; packets the decoder rejects are counted and skipped (concealed damage)."""
+        for packet in self.container.demux(self.stream):
+            try:
+                yield from packet.decode()
+            except av.error.InvalidDataError:
+                self.damaged_packets += 1
+            except av.error.FFmpegError as e:
+                raise InputError(f"{self.path}: decoding failed ({e})") from e
+
+    def __iter__(self) -> Iterator[Frame]:
+        tb = self.info.time_base
+        step = int(1 / (self.info.frame_rate * tb)) if self.info.frame_rate else 1
+        start_pts, end_pts = self.section_pts
+        if self.start:
+            # Seek to the keyframe at or before the start; frames before it are decoded and dropped.
+            self.container.seek(start_pts, stream=self.stream, backward=True, any_frame=False)
+        index = 0
+        last_pts = None
+        for vf in self._decoded():
+            pts = vf.pts if vf.pts is not None else (last_pts + step if last_pts is not None else 0)
+            last_pts = pts
+            if self.start and pts < start_pts:
+                continue
+            if end_pts is not None and pts >= end_pts:
+                break
+            if (vf.width, vf.height) != (self.info.width, self.info.height):
+                raise InputError(
+                    f"{self.path}: frame {index} is {vf.width}x{vf.height}, the stream started at "
+                    f"{self.info.width}x{self.info.height}; size changes mid-stream are not supported"
+                )
+            image = vf.to_ndarray(format=self.rgb_format)
+            yield Frame(index, pts, tb, vf.duration or None, image)
+            index += 1
