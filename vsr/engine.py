@@ -1,31 +1,55 @@
 """Upscaler: frames in, finished frames out, on one device.
 
 The Upscaler is what crosses threads (and later Ray): it takes RGB frames as numpy arrays
-(H, W, 3) uint8 or uint16, and returns RGB arrays of the requested output size in the same dtype,
-so neither reader nor writer does float work.
+(H, W, 3) uint8 or uint16 and returns RGB arrays of the requested output size in the same dtype and
+layout (contiguous (H, W, 3)), so neither reader nor writer does float work.
 
-This first version runs each frame whole; tiling, cross-frame batching, CUDA graphs and the NaN
-guard arrive with the engine issue behind the same API.
+Per call: frames go to the device (CUDA: pinned host buffers, non-blocking copies on a side stream),
+are reflect-padded and cut into fixed-shape tiles (vsr.tiling); tiles of consecutive frames are
+batched to a fixed batch size (the last batch is filled with copies of its last tile) and run through
+the model (CUDA: channels_last, one CUDA graph per (batch, tile) shape, optional torch.compile);
+outputs are blended with feathered weights; each finished frame gets colour correction on the whole
+frame, the resize to the requested size, quantisation, and goes back to the host. cuda, cuda:N, mps
+and cpu all take this path; only the transfer and graph details differ on CUDA.
+
+Guards: a tile whose output is not finite is recomputed in fp32 (counted in ``stats.nan_retries``);
+non-finite in fp32 too, or in a finished frame, raises ProcessingError: no NaN frame is returned. On
+out-of-memory in the model the batch is halved and the same tiles retried (``stats.oom_halvings``).
 """
 
 from __future__ import annotations
 
+import copy
+import math
+import time
 from dataclasses import dataclass, field
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from vsr.errors import UsageError
+from vsr import tiling
+from vsr.errors import ProcessingError, UsageError
 
+# Default tile, LR px. AdcSR's self-attention grows with the square of the tile area: on an H200
+# 256² tiles cost 12.4 ms per 128²-equivalent against ~4 ms at 128², while tiles under 128 spend a
+# growing share on overlap ((T / (T - overlap))² = 1.31 at 128, 1.78 at 64). AdcSR was trained on
+# 128² LR crops. 128 is the cheapest per output pixel measured; benchmarks/tiles.py prints the table.
+DEFAULT_TILE = 128
+DEFAULT_TILE_OVERLAP = 16  # LR px; 64 output px of feather at x4, zero weight on the outer 4 LR px
+DEFAULT_BATCH = 16  # tiles per forward; H200 fp16 is near its best from 16-32; OOM halves it
+GRAPH_WARMUP_ITERS = 3  # eager runs on a side stream before a CUDA graph capture (PyTorch's advice)
 PRECISIONS = ("auto", "fp32", "fp16", "bf16")
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+OOM_ERRORS = (torch.OutOfMemoryError,)  # torch.cuda.OutOfMemoryError is the same class
 
 
-def resolve_device(spec: str) -> torch.device:
+def resolve_device(spec: str | torch.device) -> torch.device:
     """'auto' → cuda if available, else mps, else cpu; other strings are passed to torch."""
+    if isinstance(spec, torch.device):
+        return spec
     if spec == "auto":
         if torch.cuda.is_available():
             return torch.device("cuda")
@@ -40,6 +64,8 @@ def resolve_device(spec: str) -> torch.device:
         raise UsageError(f"device {spec!r} requested but CUDA is not available; use --device cpu")
     if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
         raise UsageError(f"device {spec!r} does not exist: {torch.cuda.device_count()} CUDA device(s) visible")
+    if device.type == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise UsageError(f"device {spec!r} requested but MPS is not available; use --device cpu")
     return device
 
 
@@ -55,27 +81,41 @@ def resolve_precision(spec: str, device: torch.device) -> torch.dtype:
 @dataclass
 class UpscaleStats:
     frames: int = 0  # frames finished
-    forward_calls: int = 0  # model invocations
+    forward_calls: int = 0  # model invocations (batches), fp32 recomputations included
     nan_retries: int = 0  # tiles recomputed in fp32 after a non-finite result
-    seconds_model: float = 0.0  # wall time inside the model (synchronised)
+    seconds_model: float = 0.0  # time inside the model (CUDA: events; elsewhere wall time)
+    tiles: int = 0  # real tiles computed (filler tiles of a last batch not counted)
+    filler_tiles: int = 0  # copies added to fill the last batch of a call to the fixed shape
+    batch_sizes: dict[int, int] = field(default_factory=dict)  # batch size -> forward calls
+    oom_halvings: int = 0  # times out-of-memory halved the batch
+    graph_captures: int = 0  # CUDA graphs captured (one per static shape)
     extra: dict = field(default_factory=dict)
 
 
 def to_tensor(frame: np.ndarray, device: torch.device) -> torch.Tensor:
     """(H, W, 3) uint8/uint16 → (1, 3, H, W) float32 in [-1, 1]."""
-    peak = 65535.0 if frame.dtype == np.uint16 else 255.0
-    t = torch.from_numpy(np.ascontiguousarray(frame)).to(device)
-    t = t.permute(2, 0, 1).unsqueeze(0).float()
-    return t * (2.0 / peak) - 1.0
+    return _normalise(torch.from_numpy(np.ascontiguousarray(frame)).to(device), frame.dtype)
 
 
 def to_array(t: torch.Tensor, dtype: np.dtype) -> np.ndarray:
     """(1, 3, H, W) in [-1, 1] → (H, W, 3) uint8/uint16, rounded."""
+    return _quantise(t[0], np.dtype(dtype)).cpu().numpy()
+
+
+def _normalise(hwc: torch.Tensor, dtype: np.dtype) -> torch.Tensor:
     peak = 65535.0 if dtype == np.uint16 else 255.0
-    y = ((t[0].float().clamp(-1, 1) + 1.0) * (peak / 2.0)).round()
-    y = y.permute(1, 2, 0).to("cpu")
-    # torch has no uint16 arithmetic on every version: go through int32.
-    return y.to(torch.int32).numpy().astype(dtype)
+    # uint16 tensors support few ops: widen first.
+    x = hwc.to(torch.int32) if hwc.dtype == torch.uint16 else hwc
+    return x.permute(2, 0, 1).unsqueeze(0).float() * (2.0 / peak) - 1.0
+
+
+def _quantise(chw: torch.Tensor, dtype: np.dtype) -> torch.Tensor:
+    """(3, H, W) float in [-1, 1] → contiguous (H, W, 3) uint8/uint16 on the same device."""
+    peak = 65535.0 if dtype == np.uint16 else 255.0
+    y = ((chw.float().clamp(-1, 1) + 1.0) * (peak / 2.0)).round().permute(1, 2, 0)
+    if dtype == np.uint16:
+        return y.to(torch.int32).to(torch.uint16).contiguous()
+    return y.to(torch.uint8).contiguous()
 
 
 def resize(t: torch.Tensor, out_h: int, out_w: int) -> torch.Tensor:
@@ -89,6 +129,49 @@ def resize(t: torch.Tensor, out_h: int, out_w: int) -> torch.Tensor:
     return F.interpolate(t, size=(out_h, out_w), mode="bicubic", align_corners=False, antialias=True)
 
 
+def _color_fix(name: str) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None:
+    """The colour correction ``name`` from vsr.colorfix, or None for 'none'."""
+    if name == "none":
+        return None
+    from vsr import colorfix  # imported here: the module is optional until colour fixes exist
+
+    if name not in colorfix.COLOR_FIXES:
+        raise UsageError(f"unknown colour fix {name!r}; use one of {', '.join(sorted(colorfix.COLOR_FIXES))}")
+    return lambda sr, lr: colorfix.apply_color_fix(name, sr, lr)
+
+
+class _Graph:
+    """One CUDA graph of ``fn`` for one static input shape; replay copies into the static input."""
+
+    def __init__(self, fn: Callable[[torch.Tensor], torch.Tensor], example: torch.Tensor) -> None:
+        self.inp = example.clone()
+        side = torch.cuda.Stream(example.device)
+        side.wait_stream(torch.cuda.current_stream(example.device))
+        with torch.cuda.stream(side):
+            for _ in range(GRAPH_WARMUP_ITERS):
+                fn(self.inp)
+        torch.cuda.current_stream(example.device).wait_stream(side)
+        self.graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(self.graph):
+            self.out = fn(self.inp)
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        self.inp.copy_(x)
+        self.graph.replay()
+        return self.out  # overwritten by the next replay: consumed (blended) before that, in order
+
+
+@dataclass
+class _Frame:
+    """One frame in flight inside a call."""
+
+    index: int  # position in the call
+    lr: torch.Tensor  # (1, 3, H, W) float32 [-1, 1], on device
+    padded: torch.Tensor  # (1, 3, pad_h, pad_w) in the run dtype
+    acc: torch.Tensor  # (3, pad_h*s, pad_w*s) float32 blend accumulator
+    remaining: int  # tiles not yet blended
+
+
 class Upscaler:
     """Runs one model on one device; see the module docstring for the frame format."""
 
@@ -98,33 +181,252 @@ class Upscaler:
         *,
         device: torch.device | str = "cpu",
         precision: str = "auto",
-        tile: int = 0,
-        tile_overlap: int = 16,
-        batch: int = 1,
+        tile: int = DEFAULT_TILE,
+        tile_overlap: int = DEFAULT_TILE_OVERLAP,
+        batch: int = DEFAULT_BATCH,
         color_fix: str = "none",
+        compile: bool = False,
+        cuda_graphs: bool = True,
     ) -> None:
-        self.device = torch.device(device)
+        if tile < 0 or tile_overlap < 0 or (tile and 2 * tile_overlap > tile):
+            raise UsageError(f"--tile {tile} --tile-overlap {tile_overlap}: need tile >= 0 and overlap <= tile/2")
+        if batch < 1:
+            raise UsageError(f"--batch must be at least 1, got {batch}")
+        self.device = resolve_device(device)
         self.dtype = resolve_precision(precision, self.device)
-        self.model = model.to(self.device, self.dtype).eval()
-        self.tile, self.tile_overlap, self.batch, self.color_fix = tile, tile_overlap, batch, color_fix
+        if self.device.type == "cuda" and self.dtype == torch.bfloat16 and not torch.cuda.is_bf16_supported():
+            raise UsageError(f"{self.device} does not support bf16; use --precision fp16 or fp32")
+        self.scale, self.multiple = int(model.scale), int(model.multiple)
+        self.tile, self.tile_overlap, self.batch = tile, tile_overlap, batch
+        self.color_fix, self._fix = color_fix, _color_fix(color_fix)
+        self.cuda = self.device.type == "cuda"
+        self.channels_last = self.cuda  # cuDNN's fast fp16 convolutions want NHWC
+        self.model = model.to(self.device, self.dtype).eval().requires_grad_(False)
+        if self.channels_last:
+            self.model = self.model.to(memory_format=torch.channels_last)
+        self._fn: Callable[[torch.Tensor], torch.Tensor] = (
+            torch.compile(self.model, dynamic=False) if compile else self.model
+        )
+        self.cuda_graphs = cuda_graphs and self.cuda
+        self._graphs: dict[tuple, _Graph] = {}
+        self._fp32_model: nn.Module | None = None  # made on the first non-finite tile
+        self._plans: dict[tuple[int, int], tiling.TilePlan] = {}
+        self._copy_stream = torch.cuda.Stream(self.device) if self.cuda else None
+        self._events: list[tuple[torch.cuda.Event, torch.cuda.Event]] = []
+        self._call_base = 0
         self.stats = UpscaleStats()
+
+    # -- planning ---------------------------------------------------------------------------------
+
+    def plan(self, height: int, width: int) -> tiling.TilePlan:
+        """The tile plan for frames of ``height`` x ``width`` (weights on the device), cached."""
+        key = (height, width)
+        if key not in self._plans:
+            p = tiling.make_plan(
+                height, width, tile=self.tile, overlap=self.tile_overlap, multiple=self.multiple, scale=self.scale
+            )
+            self._plans[key] = p.to(self.device)
+        return self._plans[key]
+
+    def frames_per_call(self, width: int, height: int) -> int:
+        """How many consecutive frames one upscale() call should get so that their tiles fill
+        fixed-size batches with little filler (>= 1)."""
+        return tiling.frames_per_call(self.plan(height, width).count, self.batch)
+
+    # -- the call ---------------------------------------------------------------------------------
 
     @torch.inference_mode()
     def upscale(self, frames: Sequence[np.ndarray], out_size: tuple[int, int]) -> list[np.ndarray]:
-        """Upscale RGB frames (H, W, 3) to ``out_size`` = (width, height), same dtype as the input."""
+        """Upscale RGB frames (H, W, 3), all the same size, to ``out_size`` = (width, height); same
+        dtype as the input, contiguous (height, width, 3)."""
+        if not frames:
+            return []
+        shape, dtype = frames[0].shape, frames[0].dtype
+        if len(shape) != 3 or shape[2] != 3 or dtype not in (np.uint8, np.uint16):
+            raise ValueError(f"frames must be (H, W, 3) uint8 or uint16, got {shape} {dtype}")
+        if any(f.shape != shape or f.dtype != dtype for f in frames):
+            raise ValueError("all frames of one upscale() call must have the same size and dtype")
         out_w, out_h = out_size
-        m = self.model.multiple
-        results = []
-        for frame in frames:
-            x = to_tensor(frame, self.device)
-            h, w = x.shape[-2:]
-            ph, pw = (-h) % m, (-w) % m
-            if ph or pw:
-                x = F.pad(x, (0, pw, 0, ph), mode="reflect" if min(h, w) > max(ph, pw) else "replicate")
-            y = self.model(x.to(self.dtype)).float()
-            self.stats.forward_calls += 1
-            s = self.model.scale
-            y = y[..., : h * s, : w * s]
-            results.append(to_array(resize(y, out_h, out_w), frame.dtype))
-            self.stats.frames += 1
-        return results
+        if out_w < 1 or out_h < 1:
+            raise ValueError(f"bad output size {out_size}")
+        plan = self.plan(shape[0], shape[1])
+        self._call_base = self.stats.frames  # frames finished before this call, for messages
+        uploads = self._upload(frames)
+        results: list[torch.Tensor | None] = [None] * len(frames)
+        finite: list[torch.Tensor] = []
+        live: dict[int, _Frame] = {}
+        pending: list[tuple[list[tuple[int, int]], torch.Tensor, torch.Tensor]] = []
+        work = [(f, t) for f in range(len(frames)) for t in range(plan.count)]
+        pos = 0
+        while pos < len(work):
+            items = work[pos : pos + self.batch]
+            for f, _ in items:
+                if f not in live:
+                    live[f] = self._start_frame(f, uploads[f], plan)
+            x = torch.cat([tiling.extract(live[f].padded, plan, [t]) for f, t in items])
+            try:
+                y = self._forward(x)
+            except OOM_ERRORS:
+                self._halve_batch(plan)
+                continue
+            pos += len(items)
+            ok = torch.isfinite(y).flatten(1).all(1)
+            y = torch.where(ok[:, None, None, None], y.float(), 0.0)
+            pending.append((items, x, ok))
+            for f in sorted({f for f, _ in items}):
+                ks = [k for k, (g, _) in enumerate(items) if g == f]
+                tiling.blend(live[f].acc, y[ks], plan, [items[k][1] for k in ks])
+                live[f].remaining -= len(ks)
+                if live[f].remaining == 0:
+                    self._resolve(pending, live, plan)
+                    pending = []
+                    frame = live.pop(f)
+                    out, ok_frame = self._finish(frame, plan, out_h, out_w, dtype)
+                    results[f] = self._download(out)
+                    finite.append(ok_frame)
+        return self._collect(results, finite)
+
+    # -- steps ------------------------------------------------------------------------------------
+
+    def _upload(self, frames: Sequence[np.ndarray]) -> list[tuple[torch.Tensor, torch.cuda.Event | None]]:
+        """Frames to the device as integer (H, W, 3) tensors. CUDA: staged through pinned memory and
+        copied on the side stream, so the copies overlap the model; each comes with its event."""
+        if not self.cuda:
+            return [(torch.from_numpy(np.ascontiguousarray(f)).to(self.device), None) for f in frames]
+        assert self._copy_stream is not None
+        main = torch.cuda.current_stream(self.device)
+        self._copy_stream.wait_stream(main)  # the destination memory was last used on main
+        out = []
+        for f in frames:
+            src = torch.from_numpy(np.ascontiguousarray(f))
+            pinned = torch.empty(src.shape, dtype=src.dtype, pin_memory=True).copy_(src)
+            dst = torch.empty(src.shape, dtype=src.dtype, device=self.device)
+            with torch.cuda.stream(self._copy_stream):
+                dst.copy_(pinned, non_blocking=True)
+                event = torch.cuda.Event()
+                event.record(self._copy_stream)
+            out.append((dst, event))
+        return out
+
+    def _start_frame(self, index: int, upload: tuple, plan: tiling.TilePlan) -> _Frame:
+        raw, event = upload
+        if event is not None:
+            torch.cuda.current_stream(self.device).wait_event(event)
+        lr = _normalise(raw, np.dtype(np.uint16) if raw.dtype == torch.uint16 else np.dtype(np.uint8))
+        padded = tiling.pad_to_multiple(lr, self.multiple, plan.pad_h, plan.pad_w).to(self.dtype)
+        if self.channels_last:
+            padded = padded.contiguous(memory_format=torch.channels_last)
+        acc = torch.zeros(3, plan.pad_h * self.scale, plan.pad_w * self.scale, device=self.device)
+        return _Frame(index, lr, padded, acc, plan.count)
+
+    def _forward(self, x: torch.Tensor) -> torch.Tensor:
+        """One fixed-size batch through the model (filling it with copies of its last tile)."""
+        real = x.shape[0]
+        if real < self.batch:
+            x = torch.cat([x, x[-1:].expand(self.batch - real, *x.shape[1:])])
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        start, t0 = self._mark(), time.perf_counter()
+        if self.cuda_graphs:
+            key = (tuple(x.shape), self.dtype)
+            if key not in self._graphs:
+                self._graphs[key] = _Graph(self._fn, x)
+                self.stats.graph_captures += 1
+            y = self._graphs[key](x)
+        else:
+            y = self._fn(x)
+        self._timed(start, t0)
+        self.stats.forward_calls += 1
+        self.stats.batch_sizes[self.batch] = self.stats.batch_sizes.get(self.batch, 0) + 1
+        self.stats.tiles += real
+        self.stats.filler_tiles += self.batch - real
+        return y[:real]
+
+    def _halve_batch(self, plan: tiling.TilePlan) -> None:
+        if self.batch == 1:
+            raise ProcessingError(
+                f"out of memory on {self.device} with batch 1 and {plan.tile_h}x{plan.tile_w} tiles; "
+                "use a smaller --tile or a device with more memory"
+            )
+        self.batch //= 2
+        self.stats.oom_halvings += 1
+        self._graphs.clear()  # their shapes no longer occur; free their memory pools
+        if self.cuda:
+            torch.cuda.empty_cache()
+
+    def _resolve(self, pending: list, live: dict[int, _Frame], plan: tiling.TilePlan) -> None:
+        """Recompute in fp32 every tile of ``pending`` whose output was not finite (one host sync)."""
+        for items, x, ok in pending:
+            bad = [k for k, good in enumerate(ok.tolist()) if not good]
+            if not bad:
+                continue
+            where = ", ".join(f"frame {self._call_base + items[k][0]}, tile at LR (y, x) {plan.box(items[k][1])}"
+                              for k in bad[:3])  # fmt: skip
+            if self.dtype == torch.float32:
+                raise ProcessingError(f"the model produced non-finite values in fp32 ({where})")
+            y = self._fp32(x[bad])
+            if not bool(torch.isfinite(y).all()):
+                raise ProcessingError(f"the model produced non-finite values even in fp32 ({where})")
+            self.stats.nan_retries += len(bad)
+            for k, yk in zip(bad, y):
+                f, t = items[k]
+                tiling.blend(live[f].acc, yk[None], plan, [t])
+
+    def _fp32(self, x: torch.Tensor) -> torch.Tensor:
+        if self._fp32_model is None:
+            self._fp32_model = copy.deepcopy(self.model).float()
+        start, t0 = self._mark(), time.perf_counter()
+        y = self._fp32_model(x.float())
+        self._timed(start, t0)
+        self.stats.forward_calls += 1
+        return y.float()
+
+    def _finish(self, frame: _Frame, plan: tiling.TilePlan, out_h: int, out_w: int, dtype: np.dtype):
+        """Crop, colour-correct the whole frame, resize, quantise; also a device flag 'all finite'."""
+        s = self.scale
+        sr = frame.acc[None, :, : plan.height * s, : plan.width * s]
+        if self._fix is not None:
+            sr = self._fix(sr, frame.lr)
+        sr = resize(sr, out_h, out_w)
+        self.stats.frames += 1
+        return _quantise(sr[0], dtype), torch.isfinite(sr).all()
+
+    def _download(self, out: torch.Tensor) -> torch.Tensor:
+        """Start the copy of a finished frame to host memory (CUDA: pinned, side stream)."""
+        if not self.cuda:
+            return out.cpu()
+        assert self._copy_stream is not None
+        self._copy_stream.wait_stream(torch.cuda.current_stream(self.device))
+        host = torch.empty(out.shape, dtype=out.dtype, pin_memory=True)
+        with torch.cuda.stream(self._copy_stream):
+            host.copy_(out, non_blocking=True)
+        out.record_stream(self._copy_stream)  # keep its memory until the copy is done
+        return host
+
+    def _collect(self, results: list, finite: list[torch.Tensor]) -> list[np.ndarray]:
+        if self.cuda:
+            assert self._copy_stream is not None
+            self._copy_stream.synchronize()
+            torch.cuda.current_stream(self.device).synchronize()
+            for start, end in self._events:
+                self.stats.seconds_model += start.elapsed_time(end) / 1000.0
+            self._events.clear()
+        if not bool(torch.stack(finite).all()):
+            raise ProcessingError("a finished frame has non-finite values (colour fix or resize); not written")
+        # The numpy arrays share memory with (pinned) host tensors, which they keep alive.
+        return [r.numpy() for r in results]
+
+    def _mark(self) -> torch.cuda.Event | None:
+        if not self.cuda:
+            return None
+        event = torch.cuda.Event(enable_timing=True)
+        event.record()
+        return event
+
+    def _timed(self, start: torch.cuda.Event | None, t0: float) -> None:
+        if start is None:
+            self.stats.seconds_model += time.perf_counter() - t0
+            return
+        end = torch.cuda.Event(enable_timing=True)
+        end.record()
+        self._events.append((start, end))
