@@ -6,7 +6,8 @@ layout (contiguous (H, W, 3)), so neither reader nor writer does float work.
 
 Per call: frames go to the device (CUDA: pinned host buffers, non-blocking copies on a side stream),
 are reflect-padded and cut into fixed-shape tiles (vsr.tiling); tiles of consecutive frames are
-batched to a fixed batch size (the last batch is filled with copies of its last tile) and run through
+batched to a fixed batch size (with CUDA graphs or compile, a short last batch is filled with copies
+of its last tile, so every forward has the same shape) and run through
 the model (CUDA: channels_last, one CUDA graph per (batch, tile) shape, optional torch.compile);
 outputs are blended with feathered weights; each finished frame gets colour correction on the whole
 frame, the resize to the requested size, quantisation, and goes back to the host. cuda, cuda:N, mps
@@ -187,6 +188,7 @@ class Upscaler:
         color_fix: str = "none",
         compile: bool = False,
         cuda_graphs: bool = True,
+        pad_batches: bool | None = None,
     ) -> None:
         if tile < 0 or tile_overlap < 0 or (tile and 2 * tile_overlap > tile):
             raise UsageError(f"--tile {tile} --tile-overlap {tile_overlap}: need tile >= 0 and overlap <= tile/2")
@@ -209,6 +211,9 @@ class Upscaler:
         )
         self.cuda_graphs = cuda_graphs and self.cuda
         self._graphs: dict[tuple, _Graph] = {}
+        # Fill a short last batch to the fixed shape where static shapes pay (graphs, compile); on
+        # other paths filler tiles would be pure extra work. None = that automatic choice.
+        self.pad_batches = (self.cuda_graphs or compile) if pad_batches is None else pad_batches
         self._fp32_model: nn.Module | None = None  # made on the first non-finite tile
         self._plans: dict[tuple[int, int], tiling.TilePlan] = {}
         self._copy_stream = torch.cuda.Stream(self.device) if self.cuda else None
@@ -320,9 +325,11 @@ class Upscaler:
         return _Frame(index, lr, padded, acc, plan.count)
 
     def _forward(self, x: torch.Tensor) -> torch.Tensor:
-        """One fixed-size batch through the model (filling it with copies of its last tile)."""
+        """One batch through the model (filled to the fixed size with copies of its last tile when
+        ``pad_batches``)."""
         real = x.shape[0]
-        if real < self.batch:
+        size = self.batch if self.pad_batches else real
+        if real < size:
             x = torch.cat([x, x[-1:].expand(self.batch - real, *x.shape[1:])])
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
@@ -337,9 +344,9 @@ class Upscaler:
             y = self._fn(x)
         self._timed(start, t0)
         self.stats.forward_calls += 1
-        self.stats.batch_sizes[self.batch] = self.stats.batch_sizes.get(self.batch, 0) + 1
+        self.stats.batch_sizes[size] = self.stats.batch_sizes.get(size, 0) + 1
         self.stats.tiles += real
-        self.stats.filler_tiles += self.batch - real
+        self.stats.filler_tiles += size - real
         return y[:real]
 
     def _halve_batch(self, plan: tiling.TilePlan) -> None:
