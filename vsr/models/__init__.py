@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from vsr.errors import UsageError
-from vsr.models import classic
+from vsr.models import adcsr, classic
 
 Loader = Callable[[Path | None, torch.device, torch.dtype], nn.Module]
 
@@ -44,14 +44,32 @@ def _no_weights(build: Callable[[], nn.Module]) -> Loader:
 MODELS: dict[str, ModelEntry] = {
     "bicubic": ModelEntry(classic.build_bicubic, _no_weights(classic.build_bicubic), "bicubic ×4 (baseline)"),
     "lanczos": ModelEntry(classic.build_lanczos, _no_weights(classic.build_lanczos), "Lanczos-3 ×4 (baseline)"),
+    "adcsr": ModelEntry(adcsr.build_adcsr, adcsr.loader("adcsr"),
+                        "AdcSR ×4 (CVPR 2025), one-step diffusion-GAN, 456 M parameters; GPU",
+                        needs_weights=True, gpu_model=True),
+    "adcsr-tiny": ModelEntry(adcsr.build_adcsr_tiny, adcsr.loader("adcsr-tiny"),
+                             "AdcSR architecture at reduced width, for tests (no released weights)",
+                             needs_weights=True),
 }
 
 DEFAULT_MODEL = "lanczos"  # until the bundled compact model exists
 
 
-def default_model(device: torch.device) -> tuple[str, str]:
-    """The model ``vsr run`` uses without ``--model``, and a one-line reason for the user."""
-    return DEFAULT_MODEL, f"using {DEFAULT_MODEL}: no better model is available yet"
+def default_model(device: str | torch.device | None = None, weights: str | Path | None = None) -> tuple[str, str]:
+    """The model ``vsr run`` uses without ``--model``, and a one-line reason for the user.
+
+    ``adcsr`` when its weights are present (``weights`` given, or in the cache) and the device is a
+    CUDA GPU (``None``/"auto": whether one is available); otherwise the bundled model.
+    """
+    from vsr import weights as W
+
+    kind = torch.device(device).type if device not in (None, "auto") else ("cuda" if torch.cuda.is_available() else "cpu")
+    have = weights is not None or W.present("adcsr")
+    if kind == "cuda" and torch.cuda.is_available() and have:
+        return "adcsr", "using adcsr: its weights are present and a CUDA GPU is available"
+    why = ("no CUDA GPU (adcsr is a GPU model)" if kind != "cuda" or not torch.cuda.is_available()
+           else f"adcsr weights not found in {W.model_dir('adcsr')} (`vsr weights download adcsr`)")
+    return DEFAULT_MODEL, f"using {DEFAULT_MODEL}: {why}"
 
 
 def available_models() -> list[str]:

@@ -1,0 +1,538 @@
+"""AdcSR (CVPR 2025), the one-step diffusion-GAN ×4 generator, in plain PyTorch.
+
+Written from DESIGN.md ("AdcSR, as the official release defines it"); no diffusers at run time.
+
+    x (N,3,H,W) in [-1,1] ─PixelUnshuffle(2)─▶ pruned SD-2.1 UNet (no time embedding, no cross-attention)
+      ─▶ (N,256,H/2,W/2) ─▶ half-width VAE decoder: mid block, 3 upsampling stages ─▶ (N,3,4H,4W), raw
+
+Module names follow diffusers' where the authors' checkpoints use them, with a few shortened (see
+``_RENAMES``); the second half of this file maps the authors' two files (``net_params_200.pkl`` and
+``halfDecoder.ckpt``) to this module's state dict and back, as pure functions on state dicts.
+
+Numerics: every GroupNorm / LayerNorm computes its statistics in fp32 whatever the model's dtype
+(flat letterbox regions overflow fp16 otherwise), and attention uses SDPA with the scale the released
+weights were trained with, 1/sqrt(head dim) = 1/sqrt(48), not SD's original 1/8.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Mapping
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from vsr.errors import WeightsError
+
+GROUP_CHOICES = (32, 24, 16, 12, 8, 6, 4, 2, 1)  # the authors' pruning picks the first that divides the width
+
+
+def unet_groups(width: int) -> int:
+    return next(g for g in GROUP_CHOICES if width % g == 0)
+
+
+@dataclass(frozen=True)
+class AdcSRConfig:
+    widths: tuple[int, ...] = (240, 480, 960, 960)  # UNet level widths: SD-2.1's 320/640/1280/1280 × 0.75
+    heads: tuple[int, ...] = (5, 10, 20, 20)  # heads per level, SD's counts kept by pruning (head dim 48)
+    attention: tuple[bool, ...] = (True, True, True, False)  # levels with transformers (SD: not the lowest)
+    layers: int = 2  # ResNets per down block; up blocks have one more (one per skip)
+    in_channels: int = 12  # RGB after PixelUnshuffle(2)
+    dec_widths: tuple[int, ...] = (256, 256, 128, 64)  # half-width VAE decoder up path; [0] is the latent width
+    dec_layers: int = 3  # ResNets per decoder up block (diffusers' layers_per_block=2, plus one)
+    dec_groups: int = 32  # GroupNorm groups everywhere in the decoder
+    unet_eps: float = 1e-5  # GroupNorm eps in UNet ResNets and conv_norm_out (diffusers' UNet norm_eps)
+    attn_eps: float = 1e-6  # GroupNorm eps before UNet transformers, and of every decoder norm
+    ln_eps: float = 1e-5  # LayerNorm eps inside the transformer blocks
+    ff_mult: int = 4  # GEGLU hidden width = ff_mult × width
+
+    @classmethod
+    def from_dict(cls, d: Mapping) -> "AdcSRConfig":
+        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()})
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+FULL = AdcSRConfig()
+# Reduced width for tests: the same code at 1/5 of the UNet width (head dim stays 48) and 1/4 of the
+# decoder's; what a 0.75-pruned UNet of widths 64/128/256/256 with heads 1/2/4/4 gives.
+TINY = AdcSRConfig(widths=(48, 96, 192, 192), heads=(1, 2, 4, 4), dec_widths=(64, 64, 32, 32))
+
+
+class GroupNorm32(nn.GroupNorm):
+    """GroupNorm whose statistics (and affine) are computed in fp32, output cast back."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = F.group_norm(x.float(), self.num_groups, self.weight.float(), self.bias.float(), self.eps)
+        return y.to(x.dtype)
+
+
+class LayerNorm32(nn.LayerNorm):
+    """LayerNorm computed in fp32, output cast back."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = F.layer_norm(x.float(), self.normalized_shape, self.weight.float(), self.bias.float(), self.eps)
+        return y.to(x.dtype)
+
+
+class ResBlock(nn.Module):
+    """GN → SiLU → conv3×3 → GN → SiLU → conv3×3, plus the input (1×1 conv when widths differ)."""
+
+    def __init__(self, cin: int, cout: int, groups_in: int, groups_out: int, eps: float) -> None:
+        super().__init__()
+        self.norm1 = GroupNorm32(groups_in, cin, eps)
+        self.conv1 = nn.Conv2d(cin, cout, 3, padding=1)
+        self.norm2 = GroupNorm32(groups_out, cout, eps)
+        self.conv2 = nn.Conv2d(cout, cout, 3, padding=1)
+        self.conv_shortcut = nn.Conv2d(cin, cout, 1) if cin != cout else None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.conv1(F.silu(self.norm1(x)))
+        h = self.conv2(F.silu(self.norm2(h)))
+        return h + (x if self.conv_shortcut is None else self.conv_shortcut(x))
+
+
+def unet_res(cin: int, cout: int, cfg: AdcSRConfig) -> ResBlock:
+    return ResBlock(cin, cout, unet_groups(cin), unet_groups(cout), cfg.unet_eps)
+
+
+def dec_res(cin: int, cout: int, cfg: AdcSRConfig) -> ResBlock:
+    return ResBlock(cin, cout, cfg.dec_groups, cfg.dec_groups, cfg.attn_eps)
+
+
+def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, heads: int) -> torch.Tensor:
+    """Multi-head attention over (N, L, C) tensors, softmax scale 1/sqrt(C/heads)."""
+    n, length, c = q.shape
+    q, k, v = (t.reshape(n, length, heads, c // heads).transpose(1, 2) for t in (q, k, v))
+    y = F.scaled_dot_product_attention(q, k, v, scale=(c // heads) ** -0.5)
+    return y.transpose(1, 2).reshape(n, length, c)
+
+
+class SelfAttention(nn.Module):
+    def __init__(self, dim: int, heads: int) -> None:
+        super().__init__()
+        self.heads = heads
+        self.to_q = nn.Linear(dim, dim, bias=False)
+        self.to_k = nn.Linear(dim, dim, bias=False)
+        self.to_v = nn.Linear(dim, dim, bias=False)
+        self.to_out = nn.Linear(dim, dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.to_out(attend(self.to_q(x), self.to_k(x), self.to_v(x), self.heads))
+
+
+class GEGLU(nn.Module):
+    """Linear C → 2·hidden, split (value, gate), value · gelu(gate) (exact gelu), Linear hidden → C."""
+
+    def __init__(self, dim: int, hidden: int) -> None:
+        super().__init__()
+        self.proj_in = nn.Linear(dim, 2 * hidden)
+        self.proj_out = nn.Linear(hidden, dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        value, gate = self.proj_in(x).chunk(2, dim=-1)
+        return self.proj_out(value * F.gelu(gate))
+
+
+class TransformerBlock(nn.Module):
+    """x + attn1(LN1(x)); x + ff(LN3(x)). SD's cross-attention (norm2/attn2) was removed by the authors."""
+
+    def __init__(self, dim: int, heads: int, cfg: AdcSRConfig) -> None:
+        super().__init__()
+        self.norm1 = LayerNorm32(dim, eps=cfg.ln_eps)
+        self.attn1 = SelfAttention(dim, heads)
+        self.norm3 = LayerNorm32(dim, eps=cfg.ln_eps)
+        self.ff = GEGLU(dim, cfg.ff_mult * dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x + self.attn1(self.norm1(x))
+        return x + self.ff(self.norm3(x))
+
+
+class Transformer(nn.Module):
+    """GN → (N, HW, C) → proj_in → one block → proj_out → (N, C, H, W), plus the input."""
+
+    def __init__(self, dim: int, heads: int, cfg: AdcSRConfig) -> None:
+        super().__init__()
+        self.norm = GroupNorm32(unet_groups(dim), dim, cfg.attn_eps)
+        self.proj_in = nn.Linear(dim, dim)
+        self.block = TransformerBlock(dim, heads, cfg)
+        self.proj_out = nn.Linear(dim, dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        n, c, h, w = x.shape
+        y = self.norm(x).permute(0, 2, 3, 1).reshape(n, h * w, c)  # free in channels_last
+        y = self.proj_out(self.block(self.proj_in(y)))
+        return y.reshape(n, h, w, c).permute(0, 3, 1, 2) + x
+
+
+class DownBlock(nn.Module):
+    """``layers`` × (ResNet[, Transformer]), each output a skip; then an optional stride-2 conv, a skip too."""
+
+    def __init__(self, cin: int, cout: int, heads: int | None, down: bool, cfg: AdcSRConfig) -> None:
+        super().__init__()
+        self.resnets = nn.ModuleList(unet_res(cin if j == 0 else cout, cout, cfg) for j in range(cfg.layers))
+        self.attentions = (
+            nn.ModuleList(Transformer(cout, heads, cfg) for _ in range(cfg.layers)) if heads else None
+        )
+        self.down = nn.Conv2d(cout, cout, 3, stride=2, padding=1) if down else None
+
+    def forward(self, x: torch.Tensor, skips: list[torch.Tensor]) -> torch.Tensor:
+        for j, res in enumerate(self.resnets):
+            x = res(x)
+            if self.attentions is not None:
+                x = self.attentions[j](x)
+            skips.append(x)
+        if self.down is not None:
+            x = self.down(x)
+            skips.append(x)
+        return x
+
+
+class UpBlock(nn.Module):
+    """One (ResNet on cat(x, skip)[, Transformer]) per skip; then an optional nearest ×2 + conv3×3."""
+
+    def __init__(self, cin: int, skip_widths: list[int], cout: int, heads: int | None, up: bool,
+                 cfg: AdcSRConfig) -> None:
+        super().__init__()
+        ins = [cin] + [cout] * (len(skip_widths) - 1)
+        self.resnets = nn.ModuleList(unet_res(i + s, cout, cfg) for i, s in zip(ins, skip_widths))
+        self.attentions = (
+            nn.ModuleList(Transformer(cout, heads, cfg) for _ in skip_widths) if heads else None
+        )
+        self.up = nn.Conv2d(cout, cout, 3, padding=1) if up else None
+
+    def forward(self, x: torch.Tensor, skips: list[torch.Tensor]) -> torch.Tensor:
+        for j, res in enumerate(self.resnets):
+            x = res(torch.cat([x, skips.pop()], dim=1))
+            if self.attentions is not None:
+                x = self.attentions[j](x)
+        if self.up is not None:
+            x = self.up(F.interpolate(x, scale_factor=2.0, mode="nearest"))
+        return x
+
+
+class MidBlock(nn.Module):
+    """ResNet, attention, ResNet (the UNet's with a Transformer, the decoder's with VaeAttention)."""
+
+    def __init__(self, resnets: list[nn.Module], attention: nn.Module) -> None:
+        super().__init__()
+        self.resnets = nn.ModuleList(resnets)
+        self.attentions = nn.ModuleList([attention])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.resnets[1](self.attentions[0](self.resnets[0](x)))
+
+
+class UNet(nn.Module):
+    def __init__(self, cfg: AdcSRConfig) -> None:
+        super().__init__()
+        w, n = cfg.widths, len(cfg.widths)
+        heads = [h if a else None for h, a in zip(cfg.heads, cfg.attention)]
+        self.conv_in = nn.Conv2d(cfg.in_channels, w[0], 3, padding=1)
+        skips, cin = [w[0]], w[0]  # widths of the skip stack, in push order
+        self.down_blocks = nn.ModuleList()
+        for i in range(n):
+            self.down_blocks.append(DownBlock(cin, w[i], heads[i], i < n - 1, cfg))
+            skips += [w[i]] * (cfg.layers + (i < n - 1))
+            cin = w[i]
+        self.mid_block = MidBlock([unet_res(cin, cin, cfg), unet_res(cin, cin, cfg)],
+                                  Transformer(cin, cfg.heads[-1], cfg))
+        self.up_blocks = nn.ModuleList()
+        for i in reversed(range(n)):
+            mine = [skips.pop() for _ in range(cfg.layers + 1)]
+            self.up_blocks.append(UpBlock(cin, mine, w[i], heads[i], i > 0, cfg))
+            cin = w[i]
+        self.conv_norm_out = GroupNorm32(unet_groups(cin), cin, cfg.unet_eps)
+        self.conv_out = nn.Conv2d(cin, cfg.dec_widths[0], 3, padding=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.conv_in(x)
+        skips = [x]
+        for block in self.down_blocks:
+            x = block(x, skips)
+        x = self.mid_block(x)
+        for block in self.up_blocks:
+            x = block(x, skips)
+        return self.conv_out(F.silu(self.conv_norm_out(x)))
+
+
+class VaeAttention(nn.Module):
+    """Single-head attention over all positions (q/k/v/out with bias, scale 1/sqrt(C)), residual."""
+
+    def __init__(self, dim: int, cfg: AdcSRConfig) -> None:
+        super().__init__()
+        self.group_norm = GroupNorm32(cfg.dec_groups, dim, cfg.attn_eps)
+        self.to_q = nn.Linear(dim, dim)
+        self.to_k = nn.Linear(dim, dim)
+        self.to_v = nn.Linear(dim, dim)
+        self.to_out = nn.Linear(dim, dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        n, c, h, w = x.shape
+        y = self.group_norm(x).permute(0, 2, 3, 1).reshape(n, h * w, c)
+        y = self.to_out(attend(self.to_q(y), self.to_k(y), self.to_v(y), 1))
+        return y.reshape(n, h, w, c).permute(0, 3, 1, 2) + x
+
+
+class DecoderUpBlock(nn.Module):
+    def __init__(self, cin: int, cout: int, up: bool, cfg: AdcSRConfig) -> None:
+        super().__init__()
+        self.resnets = nn.ModuleList(dec_res(cin if j == 0 else cout, cout, cfg) for j in range(cfg.dec_layers))
+        self.up = nn.Conv2d(cout, cout, 3, padding=1) if up else None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for res in self.resnets:
+            x = res(x)
+        if self.up is not None:
+            x = self.up(F.interpolate(x, scale_factor=2.0, mode="nearest"))
+        return x
+
+
+class Decoder(nn.Module):
+    """The half-width VAE decoder minus its conv_in: mid block, up path, GN → SiLU → conv_out to RGB."""
+
+    def __init__(self, cfg: AdcSRConfig) -> None:
+        super().__init__()
+        w = cfg.dec_widths
+        self.mid_block = MidBlock([dec_res(w[0], w[0], cfg), dec_res(w[0], w[0], cfg)], VaeAttention(w[0], cfg))
+        ins = (w[0],) + w[:-1]
+        self.up_blocks = nn.ModuleList(DecoderUpBlock(i, o, k < len(w) - 1, cfg) for k, (i, o) in enumerate(zip(ins, w)))
+        self.conv_norm_out = GroupNorm32(cfg.dec_groups, w[-1], cfg.attn_eps)
+        self.conv_out = nn.Conv2d(w[-1], 3, 3, padding=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.mid_block(x)
+        for block in self.up_blocks:
+            x = block(x)
+        return self.conv_out(F.silu(self.conv_norm_out(x)))
+
+
+class AdcSR(nn.Module):
+    """Model contract: (N,3,H,W) in [-1,1], H and W multiples of 16 → (N,3,4H,4W), raw (not clamped:
+    the official colour correction uses the unclamped output's statistics)."""
+
+    def __init__(self, cfg: AdcSRConfig = FULL) -> None:
+        super().__init__()
+        self.config = cfg
+        self.scale = 2 ** (len(cfg.dec_widths) - 1) // 2  # PixelUnshuffle(2), then the decoder's ×2 stages
+        self.multiple = 2 * 2 ** (len(cfg.widths) - 1)  # H/2 must survive the UNet's stride-2 convs
+        self.unet = UNet(cfg)
+        self.decoder = Decoder(cfg)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.decoder(self.unet(F.pixel_unshuffle(x, 2)))
+
+
+def build_adcsr() -> AdcSR:
+    return AdcSR(FULL)
+
+
+def build_adcsr_tiny() -> AdcSR:
+    return AdcSR(TINY)
+
+
+# ---------------------------------------------------------------------------------------------------
+# The authors' layout. net_params_200.pkl: a DataParallel state dict of Sequential(PixelUnshuffle, unet,
+# decoder mid block): "module.body.1.<diffusers UNet name>", the UNet again under aliases
+# "module.body.1.body.<k>.*" (its own Sequential of blocks), "module.body.2.<mid block name>".
+# halfDecoder.ckpt: a Lightning checkpoint whose state_dict holds "decoder.<diffusers Decoder name>"
+# (plus encoder and loss keys). Its conv_in and mid_block are not used by the released network (test.py
+# runs the distilled mid block from net_params instead).
+
+_RENAMES = (  # (official fragment, vsr fragment): ours are shorter; applied in order, reversed on export
+    (".transformer_blocks.0.", ".block."),
+    (".ff.net.0.proj.", ".ff.proj_in."),
+    (".ff.net.2.", ".ff.proj_out."),
+    (".to_out.0.", ".to_out."),
+    (".downsamplers.0.conv.", ".down."),
+    (".upsamplers.0.conv.", ".up."),
+)
+NET_UNET, NET_MID, DEC = "module.body.1.", "module.body.2.", "decoder."
+DEC_USED = ("up_blocks.", "conv_norm_out.", "conv_out.")  # decoder.* parts the network runs
+DEC_UNUSED = ("conv_in.", "mid_block.")  # decoder.* parts test.py loads but never runs
+SD_LATENT = 4  # input width of the unused decoder.conv_in (SD's latent channels)
+
+
+def _rename(name: str, reverse: bool = False) -> str:
+    name = "." + name
+    for official, ours in reversed(_RENAMES) if reverse else _RENAMES:
+        name = name.replace(ours, official) if reverse else name.replace(official, ours)
+    return name[1:]
+
+
+def _alias_targets(levels: int) -> list[str]:
+    """What ``unet.body.<k>`` stands for: down blocks, mid block, up blocks, norm, act, conv_out."""
+    return ([f"down_blocks.{i}" for i in range(levels)] + ["mid_block"]
+            + [f"up_blocks.{i}" for i in range(levels)] + ["conv_norm_out", "conv_act", "conv_out"])
+
+
+def official_name(key: str) -> str:
+    """The official file and key a vsr state-dict key comes from, for messages."""
+    if key.startswith("unet."):
+        return "net_params " + NET_UNET + _rename(key[5:], reverse=True)
+    if key.startswith("decoder.mid_block."):
+        return "net_params " + NET_MID + _rename(key[18:], reverse=True)
+    return "halfDecoder.ckpt state_dict " + DEC + _rename(key[8:], reverse=True)
+
+
+def _same(a: torch.Tensor, b: torch.Tensor) -> bool:
+    if a.shape != b.shape or a.dtype != b.dtype:
+        return False
+    if a.device.type == "meta" or (a.data_ptr() == b.data_ptr() and a.stride() == b.stride()):
+        return True
+    return torch.equal(a, b)
+
+
+def from_official(net: Mapping[str, torch.Tensor], decoder: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The two official state dicts (``decoder`` = the checkpoint's ``state_dict``) → a vsr state dict.
+
+    Aliases must equal their canonical tensors and are dropped; keys outside the known prefixes fail
+    (non-``decoder.`` keys of the Lightning checkpoint are ignored). Missing keys and shapes are checked
+    against the model by :func:`check_state_dict`.
+    """
+    stripped = {}
+    for k, v in net.items():
+        while k.startswith("module."):
+            k = k[len("module."):]
+        stripped["module." + k] = v
+    levels = 1 + max((int(k[len(NET_UNET + "down_blocks."):].split(".")[0])
+                      for k in stripped if k.startswith(NET_UNET + "down_blocks.")), default=3)
+    targets = _alias_targets(levels)
+    out: dict[str, torch.Tensor] = {}
+    aliases, unexpected = {}, []
+    for k, v in stripped.items():
+        if k.startswith(NET_UNET + "body."):
+            aliases[k] = v
+        elif k.startswith(NET_UNET):
+            out["unet." + _rename(k[len(NET_UNET):])] = v
+        elif k.startswith(NET_MID):
+            out["decoder.mid_block." + _rename(k[len(NET_MID):])] = v
+        else:
+            unexpected.append(k)
+    for k, v in decoder.items():
+        if not k.startswith(DEC) or k[len(DEC):].startswith(DEC_UNUSED):
+            continue
+        if k[len(DEC):].startswith(DEC_USED):
+            out["decoder." + _rename(k[len(DEC):])] = v
+        else:
+            unexpected.append("halfDecoder.ckpt " + k)
+    mismatched = []
+    for k, v in aliases.items():
+        index, _, rest = k[len(NET_UNET + "body."):].partition(".")
+        target = targets[int(index)] if index.isdigit() and int(index) < len(targets) else None
+        canonical = None if target is None else "unet." + _rename(f"{target}.{rest}")
+        if canonical is None:
+            unexpected.append(k)
+        elif canonical not in out:
+            out[canonical] = v  # only the alias was saved: it is the tensor
+        elif not _same(out[canonical], v):
+            mismatched.append(f"{k} != {NET_UNET}{target}.{rest}")
+    if unexpected:
+        raise WeightsError(f"unexpected keys in the AdcSR weights: {', '.join(sorted(unexpected)[:20])}"
+                           + (f" (+{len(unexpected) - 20} more)" if len(unexpected) > 20 else ""))
+    if mismatched:
+        raise WeightsError("AdcSR weights are inconsistent: alias keys differ from their canonical keys: "
+                           + ", ".join(mismatched[:10]))
+    return out
+
+
+def to_official(sd: Mapping[str, torch.Tensor], cfg: AdcSRConfig, aliases: bool = True
+                ) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+    """A vsr state dict → (net_params state dict, halfDecoder ``state_dict``) in the authors' layout.
+
+    The decoder's unused parts are filled so the authors' strict loader accepts the result: its mid
+    block with a copy of the distilled one (what the authors initialised it from), conv_in with zeros.
+    """
+    net: dict[str, torch.Tensor] = {}
+    dec: dict[str, torch.Tensor] = {}
+    targets = _alias_targets(len(cfg.widths))
+    for k, v in sd.items():
+        if k.startswith("unet."):
+            name = _rename(k[5:], reverse=True)
+            net[NET_UNET + name] = v
+            if aliases:
+                for index, target in enumerate(targets):
+                    if name.startswith(target + "."):
+                        net[f"{NET_UNET}body.{index}.{name[len(target) + 1:]}"] = v
+        elif k.startswith("decoder.mid_block."):
+            name = _rename(k[18:], reverse=True)
+            net[NET_MID + name] = v
+            dec[DEC + "mid_block." + name] = v.clone()
+        else:
+            dec[DEC + _rename(k[8:], reverse=True)] = v
+    like = next(iter(sd.values()))
+    w = cfg.dec_widths[0]
+    dec[DEC + "conv_in.weight"] = torch.zeros(w, SD_LATENT, 3, 3, dtype=like.dtype, device=like.device)
+    dec[DEC + "conv_in.bias"] = torch.zeros(w, dtype=like.dtype, device=like.device)
+    return net, dec
+
+
+def check_state_dict(model: nn.Module, sd: Mapping[str, torch.Tensor]) -> None:
+    """Missing, unexpected or wrongly shaped keys → WeightsError naming them (official names too)."""
+    expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    missing = sorted(set(expected) - set(sd))
+    extra = sorted(set(sd) - set(expected))
+    shapes = sorted(k for k in set(sd) & set(expected) if tuple(sd[k].shape) != expected[k])
+    problems = []
+    if missing:
+        problems.append("missing " + ", ".join(f"{k} ({official_name(k)})" for k in missing[:10])
+                        + (f" (+{len(missing) - 10} more)" if len(missing) > 10 else ""))
+    if extra:
+        problems.append("unexpected " + ", ".join(extra[:10]))
+    if shapes:
+        problems.append("wrong shape " + ", ".join(
+            f"{k} ({official_name(k)}): {tuple(sd[k].shape)} instead of {expected[k]}" for k in shapes[:10]))
+    if problems:
+        raise WeightsError("AdcSR weights do not match the architecture: " + "; ".join(problems))
+
+
+# ---------------------------------------------------------------------------------------------------
+# Loading (file formats and locations live in vsr.weights).
+
+PRESETS = {"adcsr": FULL, "adcsr-tiny": TINY}
+
+
+def read_weights(model: str, weights: Path | None, check: bool = False,
+                 device: torch.device | str = "cpu") -> tuple[dict[str, torch.Tensor], AdcSRConfig]:
+    """The state dict (vsr names) and config for preset ``model`` from ``weights`` (see weights.resolve)."""
+    from vsr import weights as W
+
+    cfg = PRESETS[model]
+    kind, files = W.resolve(model, weights)
+    if kind == "safetensors":
+        sd, meta = W.read_safetensors(files[0], device)
+        stored = AdcSRConfig.from_dict(json.loads(meta["config"]))
+        if stored != cfg:
+            other = next((n for n, c in PRESETS.items() if c == stored), "an unknown configuration")
+            raise WeightsError(f"{files[0]}: holds {other} weights, not {model}")
+    else:
+        sd = from_official(*W.load_official(*files))
+    if check:
+        with torch.device("meta"):
+            check_state_dict(AdcSR(cfg), sd)
+    return sd, cfg
+
+
+def instantiate(sd: Mapping[str, torch.Tensor], cfg: AdcSRConfig, device: torch.device | str = "cpu",
+                dtype: torch.dtype = torch.float32) -> AdcSR:
+    """Build on the meta device and adopt the tensors (cast/moved once): no random init, no extra copy."""
+    with torch.device("meta"):
+        model = AdcSR(cfg)
+    check_state_dict(model, sd)
+    model.load_state_dict({k: v.to(device=device, dtype=dtype) for k, v in sd.items()}, strict=True, assign=True)
+    return model
+
+
+def loader(model: str):
+    """The registry's load function for preset ``model``."""
+
+    def load(weights: Path | None, device: torch.device, dtype: torch.dtype) -> AdcSR:
+        sd, cfg = read_weights(model, weights, device=device if device.type != "meta" else "cpu")
+        return instantiate(sd, cfg, device, dtype)
+
+    return load
