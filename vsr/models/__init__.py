@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from vsr.errors import UsageError
-from vsr.models import adcsr, classic
+from vsr.models import adcsr, classic, compact
 
 Loader = Callable[[Path | None, torch.device, torch.dtype], nn.Module]
 
@@ -50,6 +50,8 @@ MODELS: dict[str, ModelEntry] = {
     "adcsr-tiny": ModelEntry(adcsr.build_adcsr_tiny, adcsr.loader("adcsr-tiny"),
                              "AdcSR architecture at reduced width, for tests (no released weights)",
                              needs_weights=True),
+    "compact": ModelEntry(compact.build, compact.load,
+                          "compact ×4 (163 k parameters, trained by vsr train; shipped; CPU-friendly)"),
 }
 
 DEFAULT_MODEL = "lanczos"  # until the bundled compact model exists
