@@ -111,12 +111,18 @@ def _normalise(hwc: torch.Tensor, dtype: np.dtype) -> torch.Tensor:
 
 
 def _quantise(chw: torch.Tensor, dtype: np.dtype) -> torch.Tensor:
-    """(3, H, W) float in [-1, 1] → contiguous (H, W, 3) uint8/uint16 on the same device."""
+    """(3, H, W) float in [-1, 1] → contiguous (H, W, 3) uint8/uint16 on the same device, rounded
+    half up; in place on one float copy, the transpose done on the small integer tensor."""
     peak = 65535.0 if dtype == np.uint16 else 255.0
-    y = ((chw.float().clamp(-1, 1) + 1.0) * (peak / 2.0)).round().permute(1, 2, 0)
-    if dtype == np.uint16:
-        return y.to(torch.int32).to(torch.uint16).contiguous()
-    return y.to(torch.uint8).contiguous()
+    y = chw.float().clamp(-1.0, 1.0).mul_(peak / 2.0).add_(peak / 2.0 + 0.5)  # in [0.5, peak + 0.5]
+    q = y.to(torch.uint16 if dtype == np.uint16 else torch.uint8)  # truncation: floor(v + 0.5)
+    return q.permute(1, 2, 0).contiguous()
+
+
+def _finite(y: torch.Tensor) -> torch.Tensor:
+    """Per item of a batch: True where every value is finite (one fp32 sum: NaN and inf propagate;
+    model outputs are near [-1, 1], so a finite sum cannot overflow)."""
+    return y.flatten(1).sum(1, dtype=torch.float32).isfinite()
 
 
 def resize(t: torch.Tensor, out_h: int, out_w: int) -> torch.Tensor:
@@ -275,7 +281,7 @@ class Upscaler:
                 self._halve_batch(plan)
                 continue
             pos += len(items)
-            ok = torch.isfinite(y).flatten(1).all(1)
+            ok = _finite(y)
             y = torch.where(ok[:, None, None, None], y.float(), 0.0)
             pending.append((items, x, ok))
             for f in sorted({f for f, _ in items}):
@@ -372,7 +378,7 @@ class Upscaler:
             if self.dtype == torch.float32:
                 raise ProcessingError(f"the model produced non-finite values in fp32 ({where})")
             y = self._fp32(x[bad])
-            if not bool(torch.isfinite(y).all()):
+            if not bool(_finite(y).all()):
                 raise ProcessingError(f"the model produced non-finite values even in fp32 ({where})")
             self.stats.nan_retries += len(bad)
             for k, yk in zip(bad, y):
@@ -396,7 +402,7 @@ class Upscaler:
             sr = self._fix(sr, frame.lr)
         sr = resize(sr, out_h, out_w)
         self.stats.frames += 1
-        return _quantise(sr[0], dtype), torch.isfinite(sr).all()
+        return _quantise(sr[0], dtype), _finite(sr)[0]
 
     def _download(self, out: torch.Tensor) -> torch.Tensor:
         """Start the copy of a finished frame to host memory (CUDA: pinned, side stream)."""
