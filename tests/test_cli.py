@@ -32,7 +32,7 @@ def vsr_cli(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "vsr", *args], capture_output=True, text=True, timeout=120)
 
 
-def test_errors_exit_2_with_one_line_naming_the_file(clip: Path, tmp_path: Path) -> None:
+def test_errors_exit_2_with_one_line_naming_the_file(clip: Path, tmp_path: Path, capsys) -> None:
     missing = tmp_path / "nope.mp4"
     text = tmp_path / "notes.mp4"
     text.write_text("hello, not a video")
@@ -49,12 +49,16 @@ def test_errors_exit_2_with_one_line_naming_the_file(clip: Path, tmp_path: Path)
     ]
     for args, name, why in cases:
         model = [] if "--model" in args else ["--model", "bicubic"]
-        r = vsr_cli("run", *args, *model)
-        lines = r.stderr.strip().splitlines()
-        assert r.returncode == 2, (args, r.stderr)
-        assert len(lines) == 1 and name in lines[0] and why in lines[0], (args, r.stderr)
-        assert "Traceback" not in r.stderr
+        assert main(["run", *args, *model]) == 2, args
+        err = capsys.readouterr().err
+        lines = err.strip().splitlines()
+        assert len(lines) == 1 and name in lines[0] and why in lines[0], (args, err)
     assert exists.read_bytes() == b"x"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["exists.mp4", "notes.mp4"]
+    # The same as a user sees it from a shell: exit code, one line, no traceback unless --debug.
+    r = vsr_cli("run", str(text), "--model", "bicubic")
+    assert r.returncode == 2 and r.stderr.strip().splitlines() == [r.stderr.strip()] and "notes.mp4" in r.stderr
+    assert "Traceback" not in r.stderr
     r = vsr_cli("run", str(missing), "--debug")
     assert r.returncode == 2 and "Traceback" in r.stderr
 
@@ -89,7 +93,8 @@ def extra_models(monkeypatch):
 
 def test_failure_mid_run_leaves_nothing(extra_models, clip: Path, tmp_path: Path, capsys) -> None:
     out = tmp_path / "out.mp4"
-    assert main(["run", str(clip), "-o", str(out), "--model", "exploding", "--progress", "none", "--tile", "0"]) == 1
+    assert main(["run", str(clip), "-o", str(out), "--model", "exploding", "--progress", "none",
+                 "--tile", "0", "--batch", "1"]) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "boom in the model" in err[0]
     assert list(tmp_path.iterdir()) == []  # neither the output nor its .partial
