@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from vsr import engine
 from vsr.config import RunConfig
@@ -67,21 +68,20 @@ class Session:
     upscaler: engine.Upscaler
 
 
-def open_session(config: RunConfig) -> Session:
-    device = engine.resolve_device(config.device)
-    name = config.model
-    if name is None:
-        name, reason = default_model(device)
-        log.info(reason)
-    if name not in MODELS:
-        raise UsageError(f"unknown model {name!r}; choose one of: {', '.join(sorted(MODELS))}")
+def check_config(config: RunConfig) -> None:
     if config.scale not in SCALES:
         raise UsageError(f"--scale {config.scale} is not supported; use one of {', '.join(map(str, SCALES))}")
     if config.height is not None and config.height < 2:
         raise UsageError(f"--height {config.height} is too small")
+    if config.queue_size < 1:
+        raise UsageError(f"queue_size {config.queue_size} must be at least 1")
+
+
+def build_upscaler(config: RunConfig, name: str, device: torch.device) -> engine.Upscaler:
+    """Load model ``name`` and wrap it in an Upscaler set up from ``config`` (local thread or Ray actor)."""
     dtype = engine.resolve_precision(config.precision, device)
     model = load_model(name, config.weights, device=device, dtype=dtype)
-    upscaler = engine.Upscaler(
+    return engine.Upscaler(
         model,
         device=device,
         precision=config.precision,
@@ -92,7 +92,19 @@ def open_session(config: RunConfig) -> Session:
         compile=config.compile,
         cuda_graphs=config.cuda_graphs,
     )
-    return Session(config, name, upscaler)
+
+
+def open_session(config: RunConfig) -> Session:
+    """Check the config, choose the model (one line says why when it is the default) and load it."""
+    check_config(config)
+    device = engine.resolve_device(config.device)
+    name = config.model
+    if name is None:
+        name, reason = default_model(device)
+        log.info(reason)
+    if name not in MODELS:
+        raise UsageError(f"unknown model {name!r}; choose one of: {', '.join(sorted(MODELS))}")
+    return Session(config, name, build_upscaler(config, name, device))
 
 
 def suffix_for(config: RunConfig) -> str:
@@ -215,7 +227,7 @@ def _video(session: Session, reader: VideoReader, partial: Path, dst: Path) -> R
     section = reader.section_pts if (config.start or config.duration is not None) else None
     writer = VideoWriter(partial, container_for(dst.suffix), info, size, settings, config.audio, section)
     progress = Progress("none" if config.quiet else config.progress, info.frames, reader.path.name)
-    group = session.upscaler.frames_per_call(info.width, info.height) if hasattr(session.upscaler, "frames_per_call") else 1
+    group = session.upscaler.frames_per_call(info.width, info.height)
     executor = LocalExecutor(session.upscaler, size, queue_size=config.queue_size, group=group)
     try:
         stats = executor.run(reader, writer, on_frame=progress.update, on_tick=progress.tick)
