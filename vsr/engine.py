@@ -209,6 +209,8 @@ class Upscaler:
         self.color_fix, self._fix = color_fix, _color_fix(color_fix)
         self.cuda = self.device.type == "cuda"
         self.channels_last = self.cuda  # cuDNN's fast fp16 convolutions want NHWC
+        if self.cuda:
+            torch.backends.cudnn.benchmark = True  # shapes are fixed: let cuDNN pick the fastest kernels
         self.model = model.to(self.device, self.dtype).eval().requires_grad_(False)
         if self.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
