@@ -252,12 +252,16 @@ def test_colour_fix_runs_once_on_the_whole_stitched_frame(monkeypatch: pytest.Mo
     assert seen == [((1, 3, 180, 308), (1, 3, 45, 77))] * 2  # cropped, before the resize
 
 
-def test_real_colour_fixes_when_available() -> None:
+def test_real_colour_fixes_apply_to_the_whole_frame(float_out) -> None:
     colorfix = pytest.importorskip("vsr.colorfix")
     fr = frames(1, 40, 48)
+    (raw,), _ = run(TinyConv(), fr, tile=0)
+    sr = torch.from_numpy(raw).permute(2, 0, 1)[None]
+    lr = engine.to_tensor(fr[0], torch.device("cpu"))
     for name in colorfix.COLOR_FIXES:
-        (out,), _ = run(TinyConv(), fr, tile=32, tile_overlap=8, color_fix=name)
-        assert out.shape == (160, 192, 3) and out.dtype == np.uint8
+        (out,), _ = run(TinyConv(), fr, tile=32, tile_overlap=16, color_fix=name)
+        ref = colorfix.apply_color_fix(name, sr, lr)[0].permute(1, 2, 0).numpy()
+        np.testing.assert_allclose(out, ref, atol=1e-4)  # statistics of the stitched frame, not per tile
 
 
 @pytest.mark.parametrize("out_size", [(96, 80), (48, 40), (100, 70)])

@@ -20,8 +20,8 @@ out-of-memory in the model the batch is halved and the same tiles retried (``sta
 
 from __future__ import annotations
 
+import contextlib
 import copy
-import math
 import time
 from dataclasses import dataclass, field
 from typing import Callable, Sequence
@@ -115,7 +115,8 @@ def _quantise(chw: torch.Tensor, dtype: np.dtype) -> torch.Tensor:
     half up; in place on one float copy, the transpose done on the small integer tensor."""
     peak = 65535.0 if dtype == np.uint16 else 255.0
     y = chw.float().clamp(-1.0, 1.0).mul_(peak / 2.0).add_(peak / 2.0 + 0.5)  # in [0.5, peak + 0.5]
-    q = y.to(torch.uint16 if dtype == np.uint16 else torch.uint8)  # truncation: floor(v + 0.5)
+    wide = torch.int32 if y.device.type not in ("cpu", "cuda") else torch.uint16  # mps: no uint16
+    q = y.to(wide if dtype == np.uint16 else torch.uint8)  # truncation: floor(v + 0.5)
     return q.permute(1, 2, 0).contiguous()
 
 
@@ -264,6 +265,12 @@ class Upscaler:
             raise ValueError(f"bad output size {out_size}")
         plan = self.plan(shape[0], shape[1])
         self._call_base = self.stats.frames  # frames finished before this call, for messages
+        # cuda:N: streams, events and graphs follow the current device, so make it ours.
+        with torch.cuda.device(self.device) if self.cuda else contextlib.nullcontext():
+            return self._run(frames, plan, out_h, out_w, np.dtype(dtype))
+
+    def _run(self, frames: Sequence[np.ndarray], plan: tiling.TilePlan, out_h: int, out_w: int,
+             dtype: np.dtype) -> list[np.ndarray]:  # fmt: skip
         uploads = self._upload(frames)
         results: list[torch.Tensor | None] = [None] * len(frames)
         finite: list[torch.Tensor] = []
@@ -275,7 +282,7 @@ class Upscaler:
             items = work[pos : pos + self.batch]
             for f, _ in items:
                 if f not in live:
-                    live[f] = self._start_frame(f, uploads[f], plan)
+                    live[f] = self._start_frame(f, uploads[f], plan, dtype)
             x = torch.cat([tiling.extract(live[f].padded, plan, [t]) for f, t in items])
             try:
                 y = self._forward(x)
@@ -297,7 +304,7 @@ class Upscaler:
                     out, ok_frame = self._finish(frame, plan, out_h, out_w, dtype)
                     results[f] = self._download(out)
                     finite.append(ok_frame)
-        return self._collect(results, finite)
+        return self._collect(results, finite, dtype)
 
     # -- steps ------------------------------------------------------------------------------------
 
@@ -305,7 +312,10 @@ class Upscaler:
         """Frames to the device as integer (H, W, 3) tensors. CUDA: staged through pinned memory and
         copied on the side stream, so the copies overlap the model; each comes with its event."""
         if not self.cuda:
-            return [(torch.from_numpy(np.ascontiguousarray(f)).to(self.device), None) for f in frames]
+            host = [torch.from_numpy(np.ascontiguousarray(f)) for f in frames]
+            if self.device.type != "cpu" and host[0].dtype == torch.uint16:
+                host = [h.to(torch.int32) for h in host]  # mps and others lack uint16 tensors
+            return [(h.to(self.device), None) for h in host]
         assert self._copy_stream is not None
         main = torch.cuda.current_stream(self.device)
         self._copy_stream.wait_stream(main)  # the destination memory was last used on main
@@ -321,11 +331,11 @@ class Upscaler:
             out.append((dst, event))
         return out
 
-    def _start_frame(self, index: int, upload: tuple, plan: tiling.TilePlan) -> _Frame:
+    def _start_frame(self, index: int, upload: tuple, plan: tiling.TilePlan, dtype: np.dtype) -> _Frame:
         raw, event = upload
         if event is not None:
             torch.cuda.current_stream(self.device).wait_event(event)
-        lr = _normalise(raw, np.dtype(np.uint16) if raw.dtype == torch.uint16 else np.dtype(np.uint8))
+        lr = _normalise(raw, dtype)
         padded = tiling.pad_to_multiple(lr, self.multiple, plan.pad_h, plan.pad_w).to(self.dtype)
         if self.channels_last:
             padded = padded.contiguous(memory_format=torch.channels_last)
@@ -418,7 +428,7 @@ class Upscaler:
         out.record_stream(self._copy_stream)  # keep its memory until the copy is done
         return host
 
-    def _collect(self, results: list, finite: list[torch.Tensor]) -> list[np.ndarray]:
+    def _collect(self, results: list, finite: list[torch.Tensor], dtype: np.dtype) -> list[np.ndarray]:
         if self.cuda:
             assert self._copy_stream is not None
             self._copy_stream.synchronize()
@@ -429,7 +439,7 @@ class Upscaler:
         if not bool(torch.stack(finite).all()):
             raise ProcessingError("a finished frame has non-finite values (colour fix or resize); not written")
         # The numpy arrays share memory with (pinned) host tensors, which they keep alive.
-        return [r.numpy() for r in results]
+        return [r.numpy() if r.dtype != torch.int32 else r.numpy().astype(dtype) for r in results]
 
     def _mark(self) -> torch.cuda.Event | None:
         if not self.cuda:
