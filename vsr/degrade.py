@@ -157,7 +157,7 @@ def to_uint8(img: torch.Tensor) -> np.ndarray:
 
 
 def from_uint8(arr: np.ndarray) -> torch.Tensor:
-    return torch.from_numpy(np.ascontiguousarray(arr)).permute(2, 0, 1).float() / PIXEL_LEVELS
+    return torch.from_numpy(np.array(arr, copy=True)).permute(2, 0, 1).float() / PIXEL_LEVELS
 
 
 def jpeg(img: torch.Tensor, quality: int) -> torch.Tensor:

@@ -16,8 +16,9 @@ from __future__ import annotations
 import argparse
 import math
 import time
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 import torch
@@ -65,7 +66,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     a("--degrade-config", type=Path, help="degradation parameters (default: configs/degrade.yaml)")
     a("--max-minutes", type=float, help="stop (with a checkpoint) after this much wall time")
     a("--device", default="auto", help="auto | cpu | cuda | cuda:N")
-    a("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
+    a("--threads", type=int, default=1, help="torch CPU threads for the model (0: torch's default; 1 is often fastest for this small net)")
     a("--no-progress", action="store_true")
 
 
@@ -145,6 +146,17 @@ def _augment(x: torch.Tensor, code: int) -> torch.Tensor:
     return x
 
 
+@contextmanager
+def single_thread() -> Iterator[None]:
+    """Degradations are many small ops: with more threads they only spin (10× slower on a busy box)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 class PairBank:
     """Degraded (HR, LR) uint8 pairs; slot ``i`` at version ``v`` is a pure function of (seed, i, v)."""
 
@@ -168,12 +180,14 @@ class PairBank:
         from tqdm import tqdm
 
         drawn = step * refresh  # refreshes so far walk the slots round-robin
-        for i in tqdm(range(self.size), desc="degrading", disable=not progress, leave=False):
-            self.draw(i, (drawn - i - 1) // self.size + 1 if drawn > i else 0)
+        with single_thread():
+            for i in tqdm(range(self.size), desc="degrading", disable=not progress, leave=False):
+                self.draw(i, (drawn - i - 1) // self.size + 1 if drawn > i else 0)
 
     def refresh(self, step: int, refresh: int) -> None:
-        for j in range(step * refresh, (step + 1) * refresh):
-            self.draw(j % self.size, j // self.size + 1)
+        with single_thread():
+            for j in range(step * refresh, (step + 1) * refresh):
+                self.draw(j % self.size, j // self.size + 1)
 
     def batch(self, step: int, batch: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
         rng = np.random.default_rng([seed, 1_000_003, step])
@@ -246,8 +260,6 @@ def train(args: argparse.Namespace, recipe: dict[str, Any]) -> dict[str, float]:
 
     t = recipe["train"]
     device = resolve_device(args.device)
-    if args.threads:
-        torch.set_num_threads(args.threads)
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)
     data_dir = args.data or Path(recipe["data"]["dir"]) / "train"
@@ -255,9 +267,11 @@ def train(args: argparse.Namespace, recipe: dict[str, Any]) -> dict[str, float]:
     degrade_cfg = D.load_config(args.degrade_config)
     config = compact.CompactConfig(**{k: recipe["model"][k] for k in ("num_feat", "num_conv")})
     # channels_last: on CPU the conv backward runs about twice as fast in NHWC.
-    model = compact.Compact(config).to(device, memory_format=torch.channels_last)
+    with torch.random.fork_rng(devices=[]):  # initial weights from the seed, global RNG untouched
+        torch.manual_seed(t["seed"])
+        model = compact.Compact(config).to(device, memory_format=torch.channels_last)
+        disc = PatchDiscriminator().to(device) if t["adv_weight"] > 0 else None
     opt = torch.optim.Adam(model.parameters(), lr=t["lr"], betas=(0.9, 0.99))
-    disc = PatchDiscriminator().to(device) if t["adv_weight"] > 0 else None
     opt_d = torch.optim.Adam(disc.parameters(), lr=t["lr"], betas=(0.9, 0.99)) if disc is not None else None
     teacher = None
     if args.teacher:
@@ -332,6 +346,8 @@ def main(args: argparse.Namespace) -> int:
         n_train, n_hold = prepare_data(raw, dst, recipe["data"])
         print(f"prepared {n_train} training and {n_hold} held-out images in {dst}")
         return 0
+    if args.threads:
+        torch.set_num_threads(args.threads)
     result = train(args, recipe)
     print(f"trained {int(result['steps'])} steps: loss {result['first_loss']:.4f} → {result['last_loss']:.4f}; "
           f"weights {args.out / EXPORT_NAME}")
