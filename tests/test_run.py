@@ -86,10 +86,14 @@ def test_odd_input_size(tmp_path: Path, caplog, capsys, scale: int, expected: tu
     src = tmp_path / "odd.mkv"
     make_video(src, n=3, size=(177, 143), pix_fmt="yuv444p", audio_start=None)
     out = tmp_path / f"odd_{scale}.mkv"
-    assert run(str(src), "-o", str(out), "--model", "bicubic", "--scale", str(scale)) == 0
+    assert run(str(src), "-o", str(out), "--model", "bicubic", "--scale", str(scale), "--pix-fmt", "yuv420p") == 0
     assert read_rgb(out)[0].shape == (expected[1], expected[0], 3)
     if expected != (177 * scale, 143 * scale):
         assert "rounded to" in capsys.readouterr().err
+    # Without --pix-fmt the source's 4:4:4 is kept, and 4:4:4 needs no rounding.
+    keep = tmp_path / f"odd_{scale}_444.mkv"
+    assert run(str(src), "-o", str(keep), "--model", "bicubic", "--scale", str(scale)) == 0
+    assert read_rgb(keep)[0].shape == (143 * scale, 177 * scale, 3)
 
 
 def test_height_keeps_aspect(tmp_path: Path) -> None:

@@ -52,7 +52,10 @@ def _run_parser(sub: argparse._SubParsersAction) -> None:
     e.add_argument("--crf", type=int, default=S, help="quality, x264 scale (default 18)")
     e.add_argument("--preset", default=S, help="encoder preset (default medium)")
     e.add_argument("--pix-fmt", default=S, help="output pixel format (default yuv420p for 8-bit input)")
+    e.add_argument("--encoder-opt", action="append", default=S, metavar="KEY=VALUE",
+                   help="option passed to the encoder (repeatable)")
     e.add_argument("--no-audio", dest="audio", action="store_false", default=S, help="drop audio streams")
+    e.add_argument("--no-subtitles", dest="subtitles", action="store_false", default=S, help="drop subtitle streams")
     s = p.add_argument_group("section and files")
     s.add_argument("--start", type=float, default=S, help="start this many seconds into the video")
     s.add_argument("--duration", type=float, default=S, help="process this many seconds")
@@ -136,9 +139,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     for src in inputs:
         try:
             if config.skip_existing and args.output is None:
-                from vsr.video.probe import probe
+                from vsr.video.reader import VideoReader
 
-                dst = default_output(src, config, probe(src).is_image, args.output_dir)
+                with VideoReader(src) as reader:
+                    dst = default_output(src, config, reader.info, args.output_dir)
                 if dst.exists():
                     log.info("%s: skipped, %s exists", src, dst)
                     skipped += 1

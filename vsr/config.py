@@ -44,6 +44,8 @@ class RunConfig:
     preset: str = "medium"
     pix_fmt: str | None = None
     audio: bool = True
+    subtitles: bool = True
+    encoder_opt: list[str] | None = None  # key=value options passed to the encoder
     queue_size: int = 8
     progress: str = "bar"
     quiet: bool = False
@@ -80,6 +82,9 @@ def _coerce(name: str, value: Any, source: str) -> Any:
             return int(value)
         if "float" in kind:
             return float(value)
+        if "list" in kind:
+            items = value if isinstance(value, list) else str(value).split(",")
+            return [str(v).strip() for v in items if str(v).strip()]
         return str(value)
     except ValueError as e:
         raise UsageError(f"{source}: {name}={value!r} is not a valid {kind}") from e

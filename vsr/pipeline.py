@@ -6,6 +6,7 @@ partial file is removed, so nothing that looks finished is ever left behind.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import time
@@ -21,12 +22,14 @@ from vsr.errors import InputError, ProcessingError, UsageError
 from vsr.models import MODELS, default_model, load_model
 from vsr.progress import Progress
 from vsr.runtime.local import LocalExecutor
+from vsr import __version__
+from vsr.video.encoders import EncodeSettings, choose_encoder, default_pix_fmt, parse_encoder_opts
 from vsr.video.reader import VideoInfo, VideoReader
+from vsr.video.streams import provenance
 from vsr.video.writer import (
     CONTAINERS,
     FALLBACK_EXT,
     IMAGE_CODECS,
-    EncodeSettings,
     VideoWriter,
     container_for,
     container_holds,
@@ -38,8 +41,6 @@ log = logging.getLogger("vsr")
 
 SCALES = (1, 2, 3, 4)  # accepted --scale values
 PARTIAL_SUFFIX = ".partial"
-DEFAULT_CODEC = "libx264"
-DEFAULT_PIX_FMT = {8: "yuv420p", 10: "yuv420p10le"}  # by source bit depth (up to)
 
 
 @dataclass
@@ -66,6 +67,19 @@ class Session:
     config: RunConfig
     model_name: str
     upscaler: engine.Upscaler
+    weights_hash: str | None = None  # short sha256 of the model's tensors (provenance)
+
+
+def weights_digest(model: torch.nn.Module) -> str | None:
+    """Short sha256 over the model's parameters and buffers in key order; None for weight-free models."""
+    state = model.state_dict()
+    if not state:
+        return None
+    h = hashlib.sha256()
+    for key in sorted(state):
+        h.update(key.encode())
+        h.update(state[key].detach().to("cpu").contiguous().view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()[:12]
 
 
 def check_config(config: RunConfig) -> None:
@@ -104,28 +118,32 @@ def open_session(config: RunConfig) -> Session:
         log.info(reason)
     if name not in MODELS:
         raise UsageError(f"unknown model {name!r}; choose one of: {', '.join(sorted(MODELS))}")
-    return Session(config, name, build_upscaler(config, name, device))
+    upscaler = build_upscaler(config, name, device)
+    return Session(config, name, upscaler, weights_digest(upscaler.model))
 
 
 def suffix_for(config: RunConfig) -> str:
     return f"_{config.height}p" if config.height else f"_x{config.scale}"
 
 
-def default_output(src: Path, config: RunConfig, is_image: bool, output_dir: Path | None = None) -> Path:
+def default_output(src: Path, config: RunConfig, info: VideoInfo, output_dir: Path | None = None) -> Path:
     """``<stem>_x<scale>.<ext>`` beside the input (or in ``output_dir``), in the input's container
     when it can hold the chosen codec and keep the timing, else ``.mkv`` (said in one line)."""
     folder = output_dir or src.parent
     ext = src.suffix.lower()
-    if is_image:
+    if info.is_image:
         ext = ext if ext in IMAGE_CODECS else ".png"
-    elif not container_holds(ext, config.codec or DEFAULT_CODEC):
-        log.info("%s: %s cannot hold %s with its timing; writing %s", src.name, ext or "(no extension)",
-                 config.codec or DEFAULT_CODEC, FALLBACK_EXT)
-        ext = FALLBACK_EXT
+    else:
+        encoder = choose_encoder(config.codec, info.pix_fmt)
+        if not container_holds(ext, encoder):
+            log.info("%s: %s cannot hold %s with its timing; writing %s", src.name, ext or "(no extension)",
+                     encoder, FALLBACK_EXT)
+            ext = FALLBACK_EXT
     return folder / f"{src.stem}{suffix_for(config)}{ext}"
 
 
-def check_output(src: Path, dst: Path, config: RunConfig, is_image: bool) -> None:
+def check_output(src: Path, dst: Path, config: RunConfig, info: VideoInfo) -> None:
+    is_image = info.is_image
     if dst.resolve() == src.resolve():
         raise UsageError(f"{dst}: the output may not be the input")
     if dst.exists() and not config.overwrite:
@@ -136,7 +154,7 @@ def check_output(src: Path, dst: Path, config: RunConfig, is_image: bool) -> Non
     if not is_image:
         if ext not in CONTAINERS:
             raise UsageError(f"{dst}: unknown video container {ext!r}; use one of {', '.join(CONTAINERS)}")
-        codec = config.codec or DEFAULT_CODEC
+        codec = choose_encoder(config.codec, info.pix_fmt)
         if not container_holds(ext, codec):
             raise UsageError(f"{dst}: {ext} cannot hold {codec} with the input's timing; use .mkv")
     folder = dst.parent
@@ -162,12 +180,14 @@ def output_size(info: VideoInfo, config: RunConfig, pix_fmt: str | None) -> tupl
 
 
 def encode_settings(info: VideoInfo, config: RunConfig) -> EncodeSettings:
-    depth = 8 if info.bit_depth <= 8 else 10
+    """The source's chroma and bit depth kept by default: libx264 for 8-bit, libx265 above."""
+    codec = choose_encoder(config.codec, info.pix_fmt)
     return EncodeSettings(
-        codec=config.codec or DEFAULT_CODEC,
+        codec=codec,
         crf=config.crf,
         preset=config.preset,
-        pix_fmt=config.pix_fmt or DEFAULT_PIX_FMT[depth],
+        pix_fmt=config.pix_fmt or default_pix_fmt(codec, info.pix_fmt),
+        options=parse_encoder_opts(config.encoder_opt),
     )
 
 
@@ -188,9 +208,12 @@ def upscale_file(session: Session, src: Path, dst: Path | None = None, output_di
     t0 = time.monotonic()
     reader = VideoReader(src, start=config.start, duration=config.duration)
     try:
+        if reader.peek() is None:
+            raise InputError(f"{src}: no video frame could be decoded" + (" in the requested section" if
+                             config.start or config.duration is not None else ""))
         info = reader.info
-        dst = dst or default_output(src, config, info.is_image, output_dir)
-        check_output(src, dst, config, info.is_image)
+        dst = dst or default_output(src, config, info, output_dir)
+        check_output(src, dst, config, info)
         partial = dst.with_name(dst.name + PARTIAL_SUFFIX)
         try:
             if info.is_image:
@@ -225,7 +248,9 @@ def _video(session: Session, reader: VideoReader, partial: Path, dst: Path) -> R
     settings = encode_settings(info, config)
     size = output_size(info, config, settings.pix_fmt)
     section = reader.section_pts if (config.start or config.duration is not None) else None
-    writer = VideoWriter(partial, container_for(dst.suffix), info, size, settings, config.audio, section)
+    tags = provenance(__version__, session.model_name, session.weights_hash)
+    writer = VideoWriter(partial, container_for(dst.suffix), info, size, settings, config.audio, config.subtitles,
+                         section, tags)
     progress = Progress("none" if config.quiet else config.progress, info.frames, reader.path.name)
     group = session.upscaler.frames_per_call(info.width, info.height)
     executor = LocalExecutor(session.upscaler, size, queue_size=config.queue_size, group=group)

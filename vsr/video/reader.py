@@ -7,7 +7,7 @@ pixels end to end, so the writer can stamp each output frame with its input pts.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from fractions import Fraction
 from pathlib import Path
 from typing import Iterator
@@ -16,6 +16,7 @@ import av
 import numpy as np
 
 from vsr.errors import InputError
+from vsr.video.color import ColorTags, RgbConverter, rgb_format
 from vsr.video.probe import IMAGE_FORMATS, open_input
 
 MAX_SIDE = 16384  # px; larger dimensions are treated as a damaged header, not an image to upscale
@@ -44,6 +45,15 @@ class VideoInfo:
     is_image: bool
     start_time: float  # seconds: the video stream's first timestamp
     sample_aspect_ratio: Fraction | None
+    color: ColorTags = ColorTags()  # matrix, range, primaries, transfer as tagged (frame, else stream)
+    rotation: int = 0  # degrees, from the display matrix of the first frame
+    field_order: str = "progressive"  # progressive | tt | bb | tb | bt | unknown
+    metadata: dict = field(default_factory=dict)  # the video stream's own tags (language, title, ...)
+
+
+FIELD_ORDERS = {0: "unknown", 1: "progressive", 2: "tt", 3: "bb", 4: "tb", 5: "bt"}  # AVFieldOrder
+STREAM_KEYS_DROPPED = frozenset({"duration", "handler_name", "vendor_id", "encoder", "_statistics_tags",
+                                 "bps", "number_of_frames", "number_of_bytes", "_statistics_writing_app"})
 
 
 def _bit_depth(pix_fmt: str) -> int:
@@ -94,13 +104,19 @@ class VideoReader:
             is_image=is_image,
             start_time=float((self.stream.start_time or 0) * tb),
             sample_aspect_ratio=self.stream.sample_aspect_ratio,
+            color=ColorTags.of(cc),
+            field_order=FIELD_ORDERS.get(int(cc.field_order or 0), "unknown"),
+            metadata={k: v for k, v in self.stream.metadata.items()
+                      if k.lower() not in STREAM_KEYS_DROPPED and not k.upper().startswith("DURATION")},
         )
-        self.rgb_format = "rgb24" if self.info.bit_depth <= 8 else "rgb48le"
+        self.rgb_format = rgb_format(self.info.bit_depth)
         first = self.stream.start_time or 0
         start_pts = first + round((start or 0) / tb)
         end_pts = None if duration is None else start_pts + round(duration / tb)
         # The section in stream time-base units: [start, end); start is where the output's zero lies.
         self.section_pts: tuple[int, int | None] = (start_pts, end_pts)
+        self._first: av.VideoFrame | None = None
+        self._iter: Iterator[av.VideoFrame] | None = None
 
     def close(self) -> None:
         self.container.close()
@@ -121,27 +137,55 @@ class VideoReader:
             except av.error.FFmpegError as e:
                 raise InputError(f"{self.path}: decoding failed ({e})") from e
 
-    def __iter__(self) -> Iterator[Frame]:
+    def _frames(self) -> Iterator[av.VideoFrame]:
+        """Decoded frames of the section, with pts filled in."""
         tb = self.info.time_base
         step = int(1 / (self.info.frame_rate * tb)) if self.info.frame_rate else 1
         start_pts, end_pts = self.section_pts
         if self.start:
             # Seek to the keyframe at or before the start; frames before it are decoded and dropped.
             self.container.seek(start_pts, stream=self.stream, backward=True, any_frame=False)
-        index = 0
         last_pts = None
         for vf in self._decoded():
-            pts = vf.pts if vf.pts is not None else (last_pts + step if last_pts is not None else 0)
-            last_pts = pts
-            if self.start and pts < start_pts:
+            if vf.pts is None:
+                vf.pts = last_pts + step if last_pts is not None else 0
+            last_pts = vf.pts
+            if self.start and vf.pts < start_pts:
                 continue
-            if end_pts is not None and pts >= end_pts:
-                break
+            if end_pts is not None and vf.pts >= end_pts:
+                return
+            yield vf
+
+    def peek(self) -> av.VideoFrame | None:
+        """Decode the first frame of the section now (validates the input early, and its tags —
+        colour, rotation — complete ``info``); iteration still starts with it."""
+        if self._first is None and self._iter is None:
+            self._iter = self._frames()
+            self._first = next(self._iter, None)
+            if self._first is not None:
+                frame_tags = ColorTags.of(self._first)
+                color = frame_tags if frame_tags.colorspace != 2 or frame_tags.color_range else self.info.color
+                self.info = replace(self.info, color=color, rotation=int(self._first.rotation or 0))
+        return self._first
+
+    def __iter__(self) -> Iterator[Frame]:
+        first = self.peek()
+        if first is None:
+            return
+        convert = RgbConverter(self.info.color, self.info.bit_depth)
+        index = 0
+        self._first = None  # the chain holds it now; do not keep a decoded frame alive
+        for vf in _chain(first, self._iter):
             if (vf.width, vf.height) != (self.info.width, self.info.height):
                 raise InputError(
                     f"{self.path}: frame {index} is {vf.width}x{vf.height}, the stream started at "
                     f"{self.info.width}x{self.info.height}; size changes mid-stream are not supported"
                 )
-            image = vf.to_ndarray(format=self.rgb_format)
-            yield Frame(index, pts, tb, vf.duration or None, image)
+            yield Frame(index, vf.pts, self.info.time_base, vf.duration or None, convert(vf))
             index += 1
+
+
+def _chain(first: av.VideoFrame, rest: Iterator[av.VideoFrame]) -> Iterator[av.VideoFrame]:
+    yield first
+    del first
+    yield from rest

@@ -1,14 +1,13 @@
-"""Encode upscaled frames with PyAV and copy the input's other streams packet for packet.
+"""Encode upscaled frames with PyAV; the other streams come along through ``streams.StreamCopier``.
 
 The video stream keeps the input's time base, and each output frame carries its input frame's pts,
-so variable frame rate and start offsets survive. Audio packets are read by a second demuxer of the
-input and muxed in time order beside the video, payload untouched: no re-encode, no drift.
+so variable frame rate and start offsets survive. Colour tags, sample aspect ratio, rotation and
+the stream's own metadata are carried over; frames go from RGB to YUV with the input's matrix.
 """
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
 
@@ -16,10 +15,12 @@ import av
 import numpy as np
 
 from vsr.errors import ProcessingError, UsageError
-from vsr.video.probe import open_input
+from vsr.video.color import UNSPECIFIED, ColorTags, YuvConverter, matrix
+from vsr.video.encoders import MP4_HEVC_TAG, EncodeSettings
 from vsr.video.reader import Frame, VideoInfo
+from vsr.video.streams import StreamCopier
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("vsr")
 
 # Output extension → (PyAV/FFmpeg muxer, video codecs it holds (None: any), keeps arbitrary timestamps)
 CONTAINERS: dict[str, tuple[str, frozenset[str] | None, bool]] = {
@@ -34,7 +35,7 @@ CONTAINERS: dict[str, tuple[str, frozenset[str] | None, bool]] = {
     ".avi": ("avi", None, False),
 }
 FALLBACK_EXT = ".mkv"  # holds every codec and keeps every timestamp
-FASTSTART_FORMATS = ("mp4", "mov")
+MOV_FORMATS = ("mp4", "mov")  # faststart, custom metadata tags, hvc1
 # Image outputs: extension → (encoder, pixel format for 8-bit, for 16-bit)
 IMAGE_CODECS: dict[str, tuple[str, str, str]] = {
     ".png": ("png", "rgb24", "rgb48be"),
@@ -45,26 +46,10 @@ IMAGE_CODECS: dict[str, tuple[str, str, str]] = {
     ".bmp": ("bmp", "bgr24", "bgr24"),
 }
 JPEG_QSCALE = 2  # mjpeg quantiser: 2 is the best quality ffmpeg users pass (-q:v 2)
-
-
-@dataclass
-class EncodeSettings:
-    codec: str = "libx264"  # FFmpeg encoder name
-    crf: int = 18  # x264 scale; 18 is visually lossless for most content
-    preset: str = "medium"
-    pix_fmt: str = "yuv420p"
-    options: dict[str, str] = field(default_factory=dict)  # passed through to the encoder
-
-    def codec_options(self) -> dict[str, str]:
-        opts: dict[str, str] = {}
-        if self.codec in ("libx264", "libx265", "libx264rgb"):
-            opts.update(crf=str(self.crf), preset=self.preset)
-        elif self.codec in ("libsvtav1", "libvpx-vp9", "libaom-av1"):
-            opts.update(crf=str(self.crf))
-            if self.codec == "libvpx-vp9":
-                opts["b"] = "0"
-        opts.update(self.options)
-        return opts
+# Tags for a source whose matrix is unspecified: make the guess explicit, since an SD source
+# upscaled to HD would otherwise be guessed as BT.709 by players. AVCOL_* values.
+SD_TAGS = (6, 6, 6)  # matrix, primaries, transfer: SMPTE 170M (BT.601 525-line)
+HD_TAGS = (1, 1, 1)  # BT.709
 
 
 def codec_family(encoder: str) -> str:
@@ -98,58 +83,19 @@ def needs_even(pix_fmt: str) -> tuple[bool, bool]:
     return fmt.chroma_width(3) != 3, fmt.chroma_height(3) != 3
 
 
-class StreamCopier:
-    """Copies the input's audio streams packet for packet into ``out``, in time order."""
-
-    def __init__(self, source: Path, out: av.container.OutputContainer, section: tuple[float, float | None] | None):
-        self.src = open_input(source)
-        self.section = section  # (start seconds, end seconds or None), in the input's timeline
-        self.map: dict[int, av.stream.Stream] = {}
-        for s in self.src.streams.audio:
-            if s.codec_context.name not in out.supported_codecs:
-                log.warning("dropping audio stream #%d: %s cannot hold %s", s.index, out.format.name, s.codec_context.name)
-                continue
-            self.map[s.index] = out.add_stream_from_template(s)
-        self.out = out
-        self.copied = 0
-        self._pending: av.Packet | None = None
-        self._packets = self.src.demux([self.src.streams[i] for i in self.map]) if self.map else iter(())
-
-    def _shift(self, packet: av.Packet) -> bool:
-        """Apply the section offset; False when the packet lies outside the section."""
-        if self.section is None or packet.pts is None:
-            return True
-        start, end = self.section
-        t = float(packet.pts * packet.time_base)
-        if t < start or (end is not None and t >= end):
-            return False
-        offset = round(start / packet.time_base)
-        packet.pts -= offset
-        if packet.dts is not None:
-            packet.dts -= offset
-        return True
-
-    def pump(self, until: float | None) -> None:
-        """Mux every copied packet whose decode time is at or before ``until`` seconds (None: all)."""
-        while True:
-            packet = self._pending or next(self._packets, None)
-            self._pending = None
-            if packet is None:
-                return
-            if packet.size == 0:  # demuxer flush packet
-                continue
-            ts = packet.dts if packet.dts is not None else packet.pts
-            if until is not None and ts is not None and float(ts * packet.time_base) > until:
-                self._pending = packet
-                return
-            if not self._shift(packet):
-                continue
-            packet.stream = self.map[packet.stream_index]
-            self.out.mux(packet)
-            self.copied += 1
-
-    def close(self) -> None:
-        self.src.close()
+def output_tags(info: VideoInfo) -> ColorTags:
+    """The input's colour tags, with an unspecified matrix made explicit as the one vsr used."""
+    tags = info.color
+    if tags.colorspace != UNSPECIFIED:
+        return tags
+    hd = matrix(tags, info.height).name == "ITU709"
+    space, prim, trc = HD_TAGS if hd else SD_TAGS
+    return ColorTags(
+        space,
+        tags.color_range or 1,
+        tags.color_primaries if tags.color_primaries != UNSPECIFIED else prim,
+        tags.color_trc if tags.color_trc != UNSPECIFIED else trc,
+    )
 
 
 class VideoWriter:
@@ -162,10 +108,12 @@ class VideoWriter:
         info: VideoInfo,
         size: tuple[int, int],
         settings: EncodeSettings,
-        copy_audio: bool = True,
+        audio: bool = True,
+        subtitles: bool = True,
         section_pts: tuple[int, int | None] | None = None,
+        metadata: dict[str, str] | None = None,
     ) -> None:
-        options = {"movflags": "+faststart"} if fmt in FASTSTART_FORMATS else {}
+        options = {"movflags": "+faststart+use_metadata_tags"} if fmt in MOV_FORMATS else {}
         try:
             self.out = av.open(str(path), "w", format=fmt, options=options)
         except (OSError, av.error.FFmpegError) as e:
@@ -174,27 +122,43 @@ class VideoWriter:
         self.time_base = info.time_base
         # Section runs (--start) start the output at zero: every stream shifts by the section start.
         self.offset = section_pts[0] if section_pts else 0
-        rate = info.frame_rate or Fraction(25)
+        self.copier: StreamCopier | None = None
         try:
-            vs = self.out.add_stream(settings.codec, rate=rate, options=settings.codec_options())
-        except (ValueError, av.error.FFmpegError) as e:
-            self.out.close()
-            raise UsageError(f"cannot use encoder {settings.codec!r} ({e})") from e
-        vs.width, vs.height = size
-        vs.pix_fmt = settings.pix_fmt
-        vs.time_base = self.time_base
-        vs.codec_context.time_base = self.time_base
-        if info.sample_aspect_ratio:
-            vs.codec_context.sample_aspect_ratio = info.sample_aspect_ratio
-        self.stream = vs
-        self.rgb_format = "rgb24" if info.bit_depth <= 8 else "rgb48le"
-        seconds = None
-        if section_pts is not None:
-            start, end = section_pts
-            seconds = (float(start * self.time_base), None if end is None else float(end * self.time_base))
-        self.copier = StreamCopier(info.path, self.out, seconds) if copy_audio else None
+            self.stream = self._add_video(fmt, settings)
+            seconds = None
+            if section_pts is not None:
+                start, end = section_pts
+                seconds = (float(start * self.time_base), None if end is None else float(end * self.time_base))
+            self.copier = StreamCopier(info.path, self.out, audio, subtitles, seconds)
+            self.out.metadata.update(metadata or {})
+        except BaseException:
+            self.abort()
+            raise
+        self.convert = YuvConverter(output_tags(info), settings.pix_fmt, size[1])
         self._durations: dict[int, int] = {}
         self.frames = 0
+
+    def _add_video(self, fmt: str, settings: EncodeSettings) -> av.video.stream.VideoStream:
+        info = self.info
+        try:
+            vs = self.out.add_stream(settings.codec, rate=info.frame_rate or Fraction(25), options=settings.codec_options())
+        except (ValueError, av.error.FFmpegError) as e:
+            raise UsageError(f"cannot use encoder {settings.codec!r} ({e})") from e
+        vs.width, vs.height = self.size
+        vs.pix_fmt = settings.pix_fmt
+        vs.time_base = self.time_base
+        cc = vs.codec_context
+        cc.time_base = self.time_base
+        output_tags(info).apply(cc)
+        if info.sample_aspect_ratio:
+            cc.sample_aspect_ratio = info.sample_aspect_ratio
+        if cc.name in ("libx265", "hevc_nvenc") and fmt in MOV_FORMATS:
+            cc.codec_tag = MP4_HEVC_TAG
+        for k, v in info.metadata.items():
+            vs.metadata[k] = v
+        if info.rotation:
+            vs.set_display_rotation(info.rotation)
+        return vs
 
     def _mux_video(self, packets: list[av.Packet]) -> None:
         for packet in packets:
@@ -205,9 +169,8 @@ class VideoWriter:
             self.out.mux(packet)
 
     def write(self, frame: Frame) -> None:
-        image = frame.image
-        assert image.shape[1::-1] == self.size, "writer gets frames of the size it was opened with"
-        vf = av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format=self.rgb_format)
+        assert frame.image.shape[1::-1] == self.size, "writer gets frames of the size it was opened with"
+        vf = self.convert(frame.image)
         vf.pts = frame.pts - self.offset
         vf.time_base = self.time_base
         if frame.duration:
@@ -219,7 +182,7 @@ class VideoWriter:
         self.frames += 1
 
     def close(self) -> None:
-        """Flush the encoder and the copied streams and finish the file."""
+        """Flush the encoder and the other streams and finish the file."""
         try:
             self._mux_video(self.stream.encode(None))
             if self.copier is not None:
