@@ -237,6 +237,15 @@ def test_oom_at_batch_one_is_a_clear_error() -> None:
         run(OomAbove(0), frames(1, 40, 40), tile=32, tile_overlap=8, batch=2)
 
 
+def test_oom_outside_the_model_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    def no_memory(*a, **k):
+        raise torch.OutOfMemoryError("simulated")
+
+    monkeypatch.setattr(engine, "resize", no_memory)
+    with pytest.raises(ProcessingError, match="outside the model"):
+        run(TinyConv(), frames(1, 20, 20), tile=0)
+
+
 # -- colour fix, resize, output format -----------------------------------------------------------
 
 
@@ -317,7 +326,7 @@ def test_device_strings() -> None:
 def test_cuda_graphs_match_eager_and_fp16_is_default() -> None:
     fr = frames(3, 70, 90)
     eager, _ = run(TinyConv(), fr, device="cuda", precision="fp32", cuda_graphs=False, tile=32, tile_overlap=8, batch=4)
-    graph, up = run(TinyConv(), fr, device="cuda", precision="fp32", cuda_graphs=True, tile=32, tile_overlap=8, batch=4)
+    graph, up = run(TinyConv(), fr, device="cuda:0", precision="fp32", cuda_graphs=True, tile=32, tile_overlap=8, batch=4)
     assert up.stats.graph_captures == 1
     for a, b in zip(eager, graph):
         assert np.abs(a.astype(int) - b.astype(int)).max() <= 1

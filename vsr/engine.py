@@ -267,7 +267,13 @@ class Upscaler:
         self._call_base = self.stats.frames  # frames finished before this call, for messages
         # cuda:N: streams, events and graphs follow the current device, so make it ours.
         with torch.cuda.device(self.device) if self.cuda else contextlib.nullcontext():
-            return self._run(frames, plan, out_h, out_w, np.dtype(dtype))
+            try:
+                return self._run(frames, plan, out_h, out_w, np.dtype(dtype))
+            except OOM_ERRORS as e:  # the model's own OOM halves the batch; this is everything else
+                raise ProcessingError(
+                    f"out of memory on {self.device} for {len(frames)} frame(s) of {shape[1]}x{shape[0]} "
+                    f"outside the model (frame buffers, colour fix, resize): {e}".splitlines()[0]
+                ) from e
 
     def _run(self, frames: Sequence[np.ndarray], plan: tiling.TilePlan, out_h: int, out_w: int,
              dtype: np.dtype) -> list[np.ndarray]:  # fmt: skip
