@@ -64,18 +64,20 @@ TINY = AdcSRConfig(widths=(48, 96, 192, 192), heads=(1, 2, 4, 4), dec_widths=(64
 
 
 class GroupNorm32(nn.GroupNorm):
-    """GroupNorm whose statistics (and affine) are computed in fp32, output cast back."""
+    """GroupNorm computed in fp32 (or wider) whatever the input dtype, output cast back."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = F.group_norm(x.float(), self.num_groups, self.weight.float(), self.bias.float(), self.eps)
+        dt = torch.promote_types(x.dtype, torch.float32)
+        y = F.group_norm(x.to(dt), self.num_groups, self.weight.to(dt), self.bias.to(dt), self.eps)
         return y.to(x.dtype)
 
 
 class LayerNorm32(nn.LayerNorm):
-    """LayerNorm computed in fp32, output cast back."""
+    """LayerNorm computed in fp32 (or wider), output cast back."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = F.layer_norm(x.float(), self.normalized_shape, self.weight.float(), self.bias.float(), self.eps)
+        dt = torch.promote_types(x.dtype, torch.float32)
+        y = F.layer_norm(x.to(dt), self.normalized_shape, self.weight.to(dt), self.bias.to(dt), self.eps)
         return y.to(x.dtype)
 
 
@@ -483,7 +485,7 @@ def check_state_dict(model: nn.Module, sd: Mapping[str, torch.Tensor]) -> None:
         problems.append("missing " + ", ".join(f"{k} ({official_name(k)})" for k in missing[:10])
                         + (f" (+{len(missing) - 10} more)" if len(missing) > 10 else ""))
     if extra:
-        problems.append("unexpected " + ", ".join(extra[:10]))
+        problems.append("unexpected " + ", ".join(f"{k} ({official_name(k)})" for k in extra[:10]))
     if shapes:
         problems.append("wrong shape " + ", ".join(
             f"{k} ({official_name(k)}): {tuple(sd[k].shape)} instead of {expected[k]}" for k in shapes[:10]))
