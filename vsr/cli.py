@@ -61,6 +61,11 @@ def _run_parser(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--duration", type=float, default=S, help="process this many seconds")
     s.add_argument("--overwrite", action="store_true", default=S, help="replace existing outputs")
     s.add_argument("--skip-existing", action="store_true", default=S, help="skip inputs whose output exists")
+    r = p.add_argument_group("execution")
+    r.add_argument("--executor", default=S, choices=["auto", "local", "ray"],
+                   help="local threads or Ray actors (auto: ray with more than one GPU or --ray-address)")
+    r.add_argument("--workers", type=int, default=S, help="Ray actors (default: one per GPU, else one per node)")
+    r.add_argument("--ray-address", default=S, help="join this Ray cluster (auto: the one started on this machine)")
     o = p.add_argument_group("output")
     o.add_argument("--progress", default=S, choices=["bar", "json", "none"])
     o.add_argument("--quiet", action="store_true", default=S, help="print errors only")
@@ -135,29 +140,32 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.output_dir is not None and not args.output_dir.is_dir():
         raise UsageError(f"{args.output_dir}: output folder does not exist")
     session = open_session(config)
-    failed, skipped, done = [], 0, 0
-    for src in inputs:
-        try:
-            if config.skip_existing and args.output is None:
-                from vsr.video.reader import VideoReader
+    try:
+        failed, skipped, done = [], 0, 0
+        for src in inputs:
+            try:
+                if config.skip_existing and args.output is None:
+                    from vsr.video.reader import VideoReader
 
-                with VideoReader(src) as reader:
-                    dst = default_output(src, config, reader.info, args.output_dir)
-                if dst.exists():
-                    log.info("%s: skipped, %s exists", src, dst)
-                    skipped += 1
-                    continue
-            summary = upscale_file(session, src, args.output, args.output_dir)
-            done += 1
-            log.info("%s → %s: %d frame(s) at %dx%d in %.1f s (%.2f fps)", src, summary.output, summary.frames,
-                     *summary.size, summary.seconds, summary.fps)
-        except VsrError as e:
-            if len(inputs) == 1 or isinstance(e, Interrupted):
-                raise
-            failed.append((src, e))
-            print(f"vsr: error: {e}", file=sys.stderr)
-    if len(inputs) > 1:
-        log.warning("%d done, %d skipped, %d failed", done, skipped, len(failed))
+                    with VideoReader(src) as reader:
+                        dst = default_output(src, config, reader.info, args.output_dir)
+                    if dst.exists():
+                        log.info("%s: skipped, %s exists", src, dst)
+                        skipped += 1
+                        continue
+                summary = upscale_file(session, src, args.output, args.output_dir)
+                done += 1
+                log.info("%s → %s: %d frame(s) at %dx%d in %.1f s (%.2f fps)%s", src, summary.output, summary.frames,
+                         *summary.size, summary.seconds, summary.fps, f"; {summary.note}" if summary.note else "")
+            except VsrError as e:
+                if len(inputs) == 1 or isinstance(e, Interrupted):
+                    raise
+                failed.append((src, e))
+                print(f"vsr: error: {e}", file=sys.stderr)
+        if len(inputs) > 1:
+            log.warning("%d done, %d skipped, %d failed", done, skipped, len(failed))
+    finally:
+        session.close()
     return max((e.exit_code for _, e in failed), default=0)
 
 

@@ -53,6 +53,11 @@ class RunConfig:
     skip_existing: bool = False
     start: float | None = None  # seconds into the input
     duration: float | None = None  # seconds to process from start
+    executor: str = "auto"  # auto | local | ray (auto: ray with >1 GPU visible or a ray_address)
+    workers: int | None = None  # Ray actors; None: one per GPU in the cluster, else one per node
+    ray_address: str | None = None  # join this Ray cluster ("auto": the one running here)
+    inflight_per_worker: int = 2  # batches in flight per Ray actor (backpressure)
+    max_retries: int = 3  # resubmissions of a failed batch before the run fails
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

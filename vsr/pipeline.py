@@ -12,6 +12,7 @@ import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -22,6 +23,9 @@ from vsr.errors import InputError, ProcessingError, UsageError
 from vsr.models import MODELS, default_model, load_model
 from vsr.progress import Progress
 from vsr.runtime.local import LocalExecutor
+
+if TYPE_CHECKING:
+    from vsr.runtime.ray_pool import RayPool
 from vsr import __version__
 from vsr.video.encoders import EncodeSettings, choose_encoder, default_pix_fmt, parse_encoder_opts
 from vsr.video.reader import VideoInfo, VideoReader
@@ -39,6 +43,7 @@ from vsr.video.writer import (
 
 log = logging.getLogger("vsr")
 
+EXECUTORS = ("auto", "local", "ray")
 SCALES = (1, 2, 3, 4)  # accepted --scale values
 PARTIAL_SUFFIX = ".partial"
 
@@ -54,6 +59,7 @@ class RunSummary:
     copied_packets: int = 0
     damaged_packets: int = 0
     stats: dict = field(default_factory=dict)
+    note: str = ""  # one line on how the work was spread (Ray: actors, retries, frames per actor/node)
 
     @property
     def fps(self) -> float:
@@ -66,8 +72,15 @@ class Session:
 
     config: RunConfig
     model_name: str
-    upscaler: engine.Upscaler
+    upscaler: engine.Upscaler | None  # None when Ray actors hold the model
     weights_hash: str | None = None  # short sha256 of the model's tensors (provenance)
+    pool: RayPool | None = None  # the Ray actors, with --executor ray
+
+    def close(self) -> None:
+        """Release the Ray actors (and Ray itself when this session started it)."""
+        if self.pool is not None:
+            self.pool.close()
+            self.pool = None
 
 
 def weights_digest(model: torch.nn.Module) -> str | None:
@@ -89,6 +102,11 @@ def check_config(config: RunConfig) -> None:
         raise UsageError(f"--height {config.height} is too small")
     if config.queue_size < 1:
         raise UsageError(f"queue_size {config.queue_size} must be at least 1")
+    if config.workers is not None and config.workers < 1:
+        raise UsageError(f"--workers {config.workers} must be at least 1")
+    if config.inflight_per_worker < 1 or config.max_retries < 0:
+        raise UsageError(f"inflight_per_worker {config.inflight_per_worker} must be >= 1 and "
+                         f"max_retries {config.max_retries} >= 0")
 
 
 def build_upscaler(config: RunConfig, name: str, device: torch.device) -> engine.Upscaler:
@@ -108,16 +126,32 @@ def build_upscaler(config: RunConfig, name: str, device: torch.device) -> engine
     )
 
 
+def choose_executor(config: RunConfig) -> str:
+    """'local' or 'ray'; auto: ray when more than one GPU is visible or a Ray address is given."""
+    if config.executor not in EXECUTORS:
+        raise UsageError(f"--executor {config.executor!r}: use one of {', '.join(EXECUTORS)}")
+    if config.executor != "auto":
+        return config.executor
+    return "ray" if config.ray_address or torch.cuda.device_count() > 1 else "local"
+
+
 def open_session(config: RunConfig) -> Session:
-    """Check the config, choose the model (one line says why when it is the default) and load it."""
+    """Check the config, choose the model (one line says why when it is the default) and load it
+    here or, with the Ray executor, once in each actor."""
     check_config(config)
-    device = engine.resolve_device(config.device)
+    ray = choose_executor(config) == "ray"
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu") if ray else engine.resolve_device(config.device)
     name = config.model
     if name is None:
         name, reason = default_model(device)
         log.info(reason)
     if name not in MODELS:
         raise UsageError(f"unknown model {name!r}; choose one of: {', '.join(sorted(MODELS))}")
+    if ray:
+        from vsr.runtime.ray_pool import RayPool
+
+        pool = RayPool(config, name)
+        return Session(config, name, None, pool.weights_hash, pool)
     upscaler = build_upscaler(config, name, device)
     return Session(config, name, upscaler, weights_digest(upscaler.model))
 
@@ -238,7 +272,10 @@ def _image(session: Session, reader: VideoReader, partial: Path, dst: Path) -> R
     if frame is None:
         raise InputError(f"{reader.path}: no image could be decoded")
     size = output_size(reader.info, session.config, None)
-    image = session.upscaler.upscale([frame.image], size)[0]
+    if session.pool is not None:
+        image = session.pool.upscale_image(frame.image, size)
+    else:
+        image = session.upscaler.upscale([frame.image], size)[0]
     write_image(partial, image, dst.suffix)
     return RunSummary(reader.path, dst, session.model_name, 1, 0.0, size)
 
@@ -252,8 +289,13 @@ def _video(session: Session, reader: VideoReader, partial: Path, dst: Path) -> R
     writer = VideoWriter(partial, container_for(dst.suffix), info, size, settings, config.audio, config.subtitles,
                          section, tags)
     progress = Progress("none" if config.quiet else config.progress, info.frames, reader.path.name)
-    group = session.upscaler.frames_per_call(info.width, info.height)
-    executor = LocalExecutor(session.upscaler, size, queue_size=config.queue_size, group=group)
+    executor: LocalExecutor
+    if session.pool is not None:
+        group = session.pool.frames_per_call(info.width, info.height)
+        executor = session.pool.executor(size, config.queue_size, group, reader.path.name)
+    else:
+        group = session.upscaler.frames_per_call(info.width, info.height)
+        executor = LocalExecutor(session.upscaler, size, queue_size=config.queue_size, group=group)
     try:
         stats = executor.run(reader, writer, on_frame=progress.update, on_tick=progress.tick)
         writer.close()
@@ -268,13 +310,17 @@ def _video(session: Session, reader: VideoReader, partial: Path, dst: Path) -> R
         raise ProcessingError(f"{reader.path}: read {stats.frames_read} frames but wrote {stats.frames_written}")
     copied = writer.copier.copied if writer.copier is not None else 0
     return RunSummary(reader.path, dst, session.model_name, stats.frames_written, 0.0, size, copied,
-                      stats={**vars(stats), "frame_bound": executor.frame_bound()})
+                      stats={**vars(stats), "frame_bound": executor.frame_bound()},
+                      note=stats.note() if hasattr(stats, "note") else "")
 
 
 def upscale_video(src: str | Path, dst: str | Path | None = None, config: RunConfig | None = None) -> RunSummary:
     """Library entry point: upscale one file with ``config`` (defaults when None)."""
     session = open_session(config or RunConfig())
-    return upscale_file(session, Path(src), Path(dst) if dst is not None else None)
+    try:
+        return upscale_file(session, Path(src), Path(dst) if dst is not None else None)
+    finally:
+        session.close()
 
 
 def read_rgb(path: str | Path) -> list[np.ndarray]:

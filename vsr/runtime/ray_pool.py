@@ -1,0 +1,404 @@
+"""Ray executor: one Upscaler actor per GPU (fractional-CPU actors without GPUs), ordered, retried.
+
+The driver decodes on a thread exactly as the local executor does (this class reuses its decode and
+encode threads and its ``run``); the middle thread is a dispatcher instead of a model. It stacks
+consecutive frames into one (N, H, W, 3) uint8/uint16 array per batch, puts it once into the object
+store, keeps at most ``inflight_per_worker`` batches in flight per actor, collects results with
+``ray.wait``, and hands frames to the encoder in frame order from a bounded reorder window.
+
+A batch whose actor raised, died or is being restarted by Ray (``max_restarts``) goes back to the
+front of the queue and to another live actor where there is one; a batch that failed
+``max_retries + 1`` times, or an empty pool, ends the run with ProcessingError.
+
+Ray is imported lazily, so the local path never pays for it. When vsr starts Ray itself it runs with
+the dashboard off and every server bound to the loopback interface.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import queue
+import time
+from collections import deque
+from dataclasses import dataclass, field, replace
+from typing import Any, Iterator
+
+import numpy as np
+
+from vsr.config import RunConfig
+from vsr.errors import ProcessingError, UsageError, VsrError
+from vsr.runtime.local import _DONE, POLL_S, ExecutorStats, LocalExecutor
+from vsr.video.reader import Frame
+
+log = logging.getLogger("vsr")
+
+LOOPBACK = "127.0.0.1"
+ACTOR_MAX_RESTARTS = 2  # times Ray restarts a dead actor (reloading its model) before giving up on it
+ACTOR_FAILURE_LIMIT = 3  # consecutive failed batches after which an actor gets no more work
+ACTOR_START_TIMEOUT_S = 600.0  # seconds to wait for the actors to load their models
+REORDER_SLACK = 2  # outstanding batches (in flight + waiting for order) <= this x actors x in-flight
+WAIT_S = 0.01  # seconds ray.wait blocks while frames may be waiting in the decode queue
+TEST_FAIL_ENV = "VSR_RAY_TEST_FAIL"  # test hook "RANK:AFTER[:raise|exit]" (RANK may be "*")
+TEST_DELAY_ENV = "VSR_RAY_TEST_DELAY_S"  # test hook: seconds each actor sleeps per batch
+_NO_IMAGE = np.empty((0, 0, 3), np.uint8)  # what a frame's metadata carries while its pixels are in Ray
+
+
+def _ray() -> Any:
+    import ray
+
+    return ray
+
+
+@contextlib.contextmanager
+def _loopback_only() -> Iterator[None]:
+    """Ray binds its servers to the node IP; on Linux it resolves even 127.0.0.1 to the outward
+    address unless clusters are switched off, as Ray itself does on macOS and Windows. Switch them
+    off for a private local instance (this process and the servers it starts), then restore."""
+    from ray._private import ray_constants
+
+    name = ray_constants.ENABLE_RAY_CLUSTERS_ENV_VAR
+    old_env, old_flag = os.environ.get(name), ray_constants.ENABLE_RAY_CLUSTER
+    os.environ[name], ray_constants.ENABLE_RAY_CLUSTER = "0", False
+    try:
+        yield
+    finally:
+        ray_constants.ENABLE_RAY_CLUSTER = old_flag
+        if old_env is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = old_env
+
+
+def connect(address: str | None) -> bool:
+    """Join ``address`` ("auto": the cluster running on this machine) or start a private local Ray
+    (no dashboard, loopback only). Reuses a connection the host program made. True if it called
+    ray.init (the caller then owns ray.shutdown)."""
+    ray = _ray()
+    if ray.is_initialized():
+        return False
+    quiet = {"log_to_driver": False, "logging_level": logging.ERROR}
+    try:
+        if address:
+            ray.init(address=address, **quiet)
+        else:
+            with _loopback_only():
+                ray.init(address="local", include_dashboard=False, _node_ip_address=LOOPBACK, **quiet)
+    except (ConnectionError, ValueError, RuntimeError) as e:
+        raise UsageError(f"--ray-address {address or '(local)'}: cannot start or join Ray ({e})") from e
+    return True
+
+
+class UpscalerActor:
+    """Holds one Upscaler for its lifetime; Ray restarts it (model reloaded) if its process dies."""
+
+    def __init__(self, config: dict, model: str, device: str, threads: int, rank: int, hook: dict) -> None:
+        import torch
+
+        from vsr.pipeline import build_upscaler
+
+        torch.set_num_threads(threads)
+        self.rank, self.hook, self.batches = rank, hook, 0
+        self.error: VsrError | None = None
+        try:
+            self.upscaler = build_upscaler(RunConfig(**config), model, torch.device(device))
+        except VsrError as e:  # reported by info(): the driver re-raises it with its exit code
+            self.error = e
+
+    def info(self) -> dict:
+        if self.error is not None:
+            raise self.error
+        ctx = _ray().get_runtime_context()
+        from vsr.pipeline import weights_digest
+
+        return {"node": ctx.get_node_id(), "pid": os.getpid(), "device": str(self.upscaler.device),
+                "gpus": ctx.get_accelerator_ids().get("GPU", []), "weights_hash": weights_digest(self.upscaler.model)}
+
+    def frames_per_call(self, width: int, height: int) -> int:
+        return self.upscaler.frames_per_call(width, height)
+
+    def upscale(self, batch: np.ndarray, out_size: tuple[int, int]) -> tuple[np.ndarray, float, str]:
+        """(N, H, W, 3) in, (N, H', W', 3) out as one array, with model seconds and the node id."""
+        if self.hook.get("delay_s"):
+            time.sleep(self.hook["delay_s"])
+        fail = self.hook.get("fail")
+        if fail and fail[0] in ("*", str(self.rank)) and self.batches >= fail[1]:
+            if fail[2] == "exit":
+                os._exit(1)  # the process dies as on a crash; Ray restarts the actor
+            raise RuntimeError(f"test hook: actor {self.rank} fails after {fail[1]} batch(es)")
+        t0 = time.perf_counter()
+        out = np.stack(self.upscaler.upscale(list(batch), out_size))
+        self.batches += 1
+        return out, time.perf_counter() - t0, _ray().get_runtime_context().get_node_id()
+
+
+def _test_hook() -> dict:
+    hook: dict = {}
+    if os.environ.get(TEST_FAIL_ENV):
+        rank, after, *mode = os.environ[TEST_FAIL_ENV].split(":")
+        hook["fail"] = (rank, int(after), mode[0] if mode else "raise")
+    if os.environ.get(TEST_DELAY_ENV):
+        hook["delay_s"] = float(os.environ[TEST_DELAY_ENV])
+    return hook
+
+
+def _reason(err: BaseException) -> str:
+    """One line for a user: the actor's own exception where there is one."""
+    cause = getattr(err, "cause", None)
+    if isinstance(cause, BaseException):
+        return f"{type(cause).__name__}: {cause}".splitlines()[0]
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+    return f"{type(err).__name__}: {lines[0] if lines else ''}"
+
+
+@dataclass
+class _Slot:
+    rank: int
+    handle: Any
+    node: str = ""
+    inflight: int = 0
+    alive: bool = True
+    failures: int = 0  # consecutive failed batches
+
+
+class RayPool:
+    """The Ray connection and the actors of one session (kept across the files of a `vsr run`)."""
+
+    def __init__(self, config: RunConfig, model: str) -> None:
+        self.config, self.model = config, model
+        self.started = connect(config.ray_address)
+        self.slots: list[_Slot] = []
+        self.weights_hash: str | None = None
+        try:
+            self._spawn()
+        except BaseException:
+            self.close()
+            raise
+
+    def _spawn(self) -> None:
+        ray = _ray()
+        res = ray.cluster_resources()
+        gpus = int(res.get("GPU", 0)) if self.config.device in ("auto", "cuda") else 0
+        nodes = [n for n in ray.nodes() if n.get("Alive")]
+        workers = self.config.workers or gpus or len(nodes)
+        cpus = float(res.get("CPU", 1))
+        if gpus:
+            if workers > gpus:
+                raise UsageError(f"--workers {workers}: the Ray cluster has {gpus} GPU(s), one actor each")
+            options, device, threads = {"num_gpus": 1}, "cuda", 1
+        else:
+            # A fraction of a CPU each, leaving room for one more: a replacement always fits.
+            options = {"num_cpus": round(min(1.0, cpus / (workers + 1)), 4)}
+            device, threads = "cpu", max(1, int(cpus // workers))
+        self.kind = f"{workers} {'GPU' if gpus else 'CPU'} actor(s)"
+        remote = ray.remote(max_restarts=ACTOR_MAX_RESTARTS, max_task_retries=0)(UpscalerActor)
+        cfg, hook = self.config.to_dict(), _test_hook()
+        for rank in range(workers):
+            handle = remote.options(scheduling_strategy="SPREAD", **options).remote(cfg, self.model, device, threads, rank, hook)
+            self.slots.append(_Slot(rank, handle))
+        try:
+            infos = ray.get([s.handle.info.remote() for s in self.slots], timeout=ACTOR_START_TIMEOUT_S)
+        except ray.exceptions.GetTimeoutError as e:
+            raise ProcessingError(f"{self.kind} did not start within {ACTOR_START_TIMEOUT_S:.0f} s "
+                                  f"(cluster resources: {res})") from e
+        except ray.exceptions.RayError as e:
+            cause = getattr(e, "cause", None)
+            if isinstance(cause, VsrError):
+                raise cause from None
+            raise ProcessingError(f"Ray actors failed to start: {_reason(e)}") from e
+        for slot, info in zip(self.slots, infos):
+            slot.node = info["node"]
+        self.weights_hash = infos[0]["weights_hash"]
+        log.debug("ray: %s on %d node(s): %s", self.kind, len({s.node for s in self.slots}), infos)
+
+    def alive(self) -> list[_Slot]:
+        return [s for s in self.slots if s.alive]
+
+    def _first(self, method: str, *args: Any) -> Any:
+        ray, last = _ray(), None
+        for slot in self.alive():
+            try:
+                return ray.get(getattr(slot.handle, method).remote(*args))
+            except ray.exceptions.RayError as e:
+                last = e
+        raise ProcessingError(f"no Ray actor could run {method}: {_reason(last) if last else 'none alive'}")
+
+    def frames_per_call(self, width: int, height: int) -> int:
+        return int(self._first("frames_per_call", width, height))
+
+    def upscale_image(self, image: np.ndarray, out_size: tuple[int, int]) -> np.ndarray:
+        return np.array(self._first("upscale", image[None], out_size)[0][0])
+
+    def executor(self, out_size: tuple[int, int], queue_size: int, group: int, label: str = "") -> RayExecutor:
+        return RayExecutor(self, out_size, queue_size, group, label)
+
+    def close(self) -> None:
+        ray = _ray()
+        for slot in self.slots:
+            with contextlib.suppress(Exception):
+                ray.kill(slot.handle, no_restart=True)
+        self.slots = []
+        if self.started and ray.is_initialized():
+            ray.shutdown()
+        self.started = False
+
+
+@dataclass
+class RayStats(ExecutorStats):
+    actors: int = 0
+    retries: int = 0  # batch submissions beyond the first
+    actor_failures: int = 0  # failed batches (exception, death or restart of the actor)
+    frames_per_actor: dict[str, int] = field(default_factory=dict)
+    frames_per_node: dict[str, int] = field(default_factory=dict)
+    seconds_actor: float = 0.0  # summed model time inside the actors
+    bytes_in_per_frame: float = 0.0  # bytes put into the object store per input frame (retries included)
+    bytes_out_per_frame: float = 0.0  # bytes fetched from the object store per output frame
+    driver_cpu_s_per_frame: float = 0.0  # CPU seconds of the whole driver process per frame
+    dispatch_cpu_s_per_frame: float = 0.0  # of which the dispatch thread (put, submit, wait, get)
+
+    def note(self) -> str:
+        actors = " ".join(f"{k}:{v}" for k, v in sorted(self.frames_per_actor.items()))
+        nodes = " ".join(f"{k}:{v}" for k, v in sorted(self.frames_per_node.items()))
+        return (f"ray: {self.actors} actor(s), {self.retries} retr{'y' if self.retries == 1 else 'ies'}; "
+                f"frames per actor {actors}; per node {nodes}")
+
+
+@dataclass
+class _Job:
+    seq: int
+    frames: list[Frame]  # metadata only (images dropped once the batch is in the object store)
+    ref: Any  # ObjectRef of the stacked input
+    nbytes: int
+    attempts: int = 0
+    tried: set[int] = field(default_factory=set)
+
+
+class RayExecutor(LocalExecutor):
+    """LocalExecutor's decode and encode threads; the middle thread dispatches batches to the pool."""
+
+    def __init__(self, pool: RayPool, out_size: tuple[int, int], queue_size: int, group: int, label: str = "") -> None:
+        super().__init__(pool, out_size, queue_size=queue_size, group=group)
+        self.pool, self.label = pool, label
+        self.inflight, self.max_retries = pool.config.inflight_per_worker, pool.config.max_retries
+        self.window = REORDER_SLACK * self.inflight * len(pool.alive())
+        self.stats: RayStats = RayStats(actors=len(pool.alive()))
+        self._bytes_in = self._bytes_out = 0
+
+    def frame_bound(self) -> int:
+        """Driver-heap frames: the decode queue, a batch being gathered, the decoder's and encoder's
+        frame, the reorder window's outputs and the encode queue. Pixels of batches in flight live
+        in Ray's object store (at most ``window`` input and output batches)."""
+        return 2 * self.queue_size + self.group + 2 + self.window * self.group
+
+    def run(self, frames: Any, sink: Any, on_frame: Any = None, on_tick: Any = None) -> RayStats:
+        cpu0 = time.process_time()
+        super().run(frames, sink, on_frame, on_tick)
+        n = max(self.stats.frames_written, 1)
+        self.stats.driver_cpu_s_per_frame = (time.process_time() - cpu0) / n
+        self.stats.bytes_in_per_frame = self._bytes_in / max(self.stats.frames_read, 1)
+        self.stats.bytes_out_per_frame = self._bytes_out / n
+        return self.stats
+
+    # -- dispatch thread ----------------------------------------------------------------------------
+
+    def _job(self, seq: int, frames: list[Frame]) -> _Job:
+        stacked = np.stack([f.image for f in frames])
+        ref = _ray().put(stacked)
+        return _Job(seq, [replace(f, image=_NO_IMAGE) for f in frames], ref, stacked.nbytes)
+
+    def _pick(self, job: _Job) -> _Slot | None:
+        free = [s for s in self.pool.alive() if s.inflight < self.inflight]
+        fresh = [s for s in free if s.rank not in job.tried]
+        return min(fresh or free, key=lambda s: (s.inflight, s.rank), default=None)
+
+    def _work(self, q_in: queue.Queue, q_out: queue.Queue) -> None:
+        ray, cpu0 = _ray(), time.thread_time()
+        pending: dict[Any, tuple[_Job, _Slot]] = {}  # result ref -> (job, actor)
+        queued: deque[_Job] = deque()  # ready to submit; retries first
+        ordered: dict[int, tuple[_Job, np.ndarray]] = {}  # finished, waiting for their turn
+        gathering: list[Frame] = []
+        seq = emit = 0
+        eof = False
+        while not self._stop.is_set():
+            took = False
+            while not eof and not queued and seq - emit < self.window and len(gathering) < self.group:
+                try:
+                    item = q_in.get(timeout=POLL_S) if not pending else q_in.get_nowait()
+                except queue.Empty:
+                    break
+                if item is _DONE:
+                    eof = True
+                else:
+                    gathering.append(item)
+                    took = True
+            if gathering and (len(gathering) == self.group or eof):
+                queued.append(self._job(seq, gathering))
+                seq, gathering = seq + 1, []
+            while queued and (slot := self._pick(queued[0])) is not None:
+                job = queued.popleft()
+                job.attempts += 1
+                job.tried.add(slot.rank)
+                slot.inflight += 1
+                self._bytes_in += job.nbytes
+                pending[slot.handle.upscale.remote(job.ref, self.out_size)] = (job, slot)
+            if queued and not self.pool.alive():
+                raise ProcessingError(f"{self.label}: all {len(self.pool.slots)} Ray actors failed")
+            if pending:
+                want = not eof and not queued and seq - emit < self.window
+                ready, _ = ray.wait(list(pending), num_returns=1, timeout=0 if took else (WAIT_S if want else POLL_S))
+                if ready:
+                    rest = [r for r in pending if r not in ready]
+                    ready += ray.wait(rest, num_returns=len(rest), timeout=0)[0] if rest else []
+                for ref in ready:
+                    job, slot = pending.pop(ref)
+                    slot.inflight -= 1
+                    try:
+                        out, seconds, node = ray.get(ref)
+                    except ray.exceptions.RayError as e:
+                        self._failed(job, slot, e, queued)
+                        continue
+                    self._done(job, slot, out, seconds, node)
+                    ordered[job.seq] = (job, out)
+            while emit in ordered:
+                job, out = ordered.pop(emit)
+                for i, meta in enumerate(job.frames):
+                    frame = replace(meta, image=out[i])
+                    self._gauge.track(frame)
+                    if not self._put(q_out, frame):
+                        return
+                    del frame
+                del job, out
+                emit += 1
+            if eof and not gathering and not queued and not pending and emit == seq:
+                break
+        self.stats.dispatch_cpu_s_per_frame = (time.thread_time() - cpu0) / max(self.stats.frames_read, 1)
+        self._put(q_out, _DONE)
+
+    def _done(self, job: _Job, slot: _Slot, out: np.ndarray, seconds: float, node: str) -> None:
+        slot.failures = 0
+        job.ref = None  # the input batch leaves the object store
+        n = len(job.frames)
+        self._bytes_out += out.nbytes
+        self.stats.seconds_actor += seconds
+        actor, node = f"a{slot.rank}", node[:8]
+        self.stats.frames_per_actor[actor] = self.stats.frames_per_actor.get(actor, 0) + n
+        self.stats.frames_per_node[node] = self.stats.frames_per_node.get(node, 0) + n
+
+    def _failed(self, job: _Job, slot: _Slot, err: BaseException, queued: deque[_Job]) -> None:
+        ray = _ray()
+        self.stats.actor_failures += 1
+        slot.failures += 1
+        if isinstance(err, ray.exceptions.ActorDiedError) or (
+            slot.failures >= ACTOR_FAILURE_LIMIT and len(self.pool.alive()) > 1
+        ):
+            if slot.alive:
+                log.warning("%s: Ray actor %d retired: %s", self.label, slot.rank, _reason(err))
+            slot.alive = False
+        first, last = job.frames[0].index, job.frames[-1].index
+        if job.attempts > self.max_retries:
+            raise ProcessingError(f"{self.label}: frames {first}-{last} failed {job.attempts} times on Ray "
+                                  f"actors (max_retries {self.max_retries}); last error: {_reason(err)}")
+        log.debug("%s: frames %d-%d failed on actor %d (%s); retrying", self.label, first, last, slot.rank, _reason(err))
+        self.stats.retries += 1
+        queued.appendleft(job)
