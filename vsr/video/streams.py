@@ -33,15 +33,17 @@ AUDIO_CODECS: dict[str, frozenset[str] | None] = {
 SUBTITLE_CODECS: dict[str, frozenset[str]] = {
     "mp4": frozenset({"mov_text"}),
     "mov": frozenset({"mov_text"}),
-    "matroska": frozenset({"subrip", "ass", "ssa", "webvtt", "hdmv_pgs_subtitle", "dvd_subtitle", "dvb_subtitle"}),
+    "matroska": frozenset({"subrip", "srt", "ass", "ssa", "webvtt", "hdmv_pgs_subtitle", "pgssub", "dvd_subtitle",
+                           "dvdsub", "dvb_subtitle", "dvbsub"}),
     "webm": frozenset({"webvtt"}),
     "mpegts": frozenset({"dvb_subtitle", "dvb_teletext"}),
 }
-TEXT_SUBTITLES = frozenset({"subrip", "ass", "ssa", "webvtt", "text", "mov_text"})
+TEXT_SUBTITLES = frozenset({"subrip", "srt", "ass", "ssa", "webvtt", "text", "mov_text"})
 ATTACHMENT_FORMATS = ("matroska",)
 AUDIO_FALLBACK = {"webm": "libopus"}  # other containers get AAC
 AAC_BITRATE_PER_CHANNEL = 128_000  # bit/s: 256 kbit/s stereo AAC is transparent for nearly all material
 OPUS_BITRATE_PER_CHANNEL = 96_000  # bit/s: 192 kbit/s stereo Opus, likewise
+STANDARD_LAYOUTS = {1: "mono", 2: "stereo", 3: "2.1", 4: "quad", 5: "5.0", 6: "5.1", 7: "6.1", 8: "7.1"}
 MUXER_KEYS = frozenset({"major_brand", "minor_version", "compatible_brands", "encoder", "duration"})
 # A minimal ASS header: FFmpeg's mov_text encoder needs one to open, even when vsr writes the samples.
 _ASS_HEADER = (
@@ -155,7 +157,9 @@ class StreamCopier:
         per_channel = OPUS_BITRATE_PER_CHANNEL if encoder == "libopus" else AAC_BITRATE_PER_CHANNEL
         channels = s.codec_context.channels or 2
         rate = 48000 if encoder == "libopus" else s.codec_context.sample_rate
-        dst = self.out.add_stream(encoder, rate=rate, layout=s.codec_context.layout.name)
+        dst = self.out.add_stream(encoder, rate=rate)
+        # Encoders want a named channel order: PCM sources often say only "2 channels".
+        dst.codec_context.layout = STANDARD_LAYOUTS.get(channels, "stereo")
         dst.bit_rate = per_channel * channels
         log.info("audio #%d: %s cannot hold %s; converting to %s at %d kbit/s", s.index, fmt, codec,
                  "Opus" if encoder == "libopus" else "AAC", dst.bit_rate // 1000)
