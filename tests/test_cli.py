@@ -131,11 +131,13 @@ def test_config_precedence(tmp_path: Path, monkeypatch, capsys) -> None:
 def test_probe_text_and_json(clip: Path, capsys) -> None:
     assert main(["probe", str(clip)]) == 0
     text = capsys.readouterr().out
-    assert "video: h264, 32x32 yuv420p (8-bit)" in text and "25.000 fps" in text and "audio: aac" in text
+    assert "video: h264, 32x32 yuv420p (8-bit 420)" in text and "25.000 fps" in text and "audio: aac" in text
+    assert "progressive" in text and "colour" in text
     assert main(["probe", str(clip), "--json"]) == 0
     info = json.loads(capsys.readouterr().out)
     video = info["streams"][0]
     assert (video["type"], video["width"], video["frames"], video["frame_rate"]) == ("video", 32, 6, "25")
+    assert (video["chroma"], video["field_order"], video["rotation"]) == ("420", "progressive", 0)
     assert info["streams"][1]["type"] == "audio" and info["duration"] > 0
     assert main(["probe", str(clip.parent / "missing.mp4")]) == 2
 

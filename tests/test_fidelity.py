@@ -250,3 +250,50 @@ def test_hardware_encoder_falls_back_and_options_pass_through(tmp_path: Path, ca
         keys = [p.is_keyframe for p in c.demux(c.streams.video[0]) if p.size]
         assert c.streams.video[0].codec_context.name == "h264" and sum(keys) >= 3  # g=4 reached x264
     assert run(str(src), "-o", str(tmp_path / "bad.mp4"), "--model", "bicubic", "--encoder-opt", "novalue") == 2
+
+
+def combing(image: np.ndarray) -> float:
+    """Mean distance of each line from the average of its neighbours: high for woven fields."""
+    x = image.astype(float).mean(axis=2)
+    return float(np.abs(x[1:-1] - (x[:-2] + x[2:]) / 2).mean())
+
+
+def write_interlaced(path: Path, n: int = 10, size: int = 64) -> None:
+    """Top-field-first frames whose two fields show a bar at different times (true combing)."""
+    out = av.open(str(path), "w")
+    vs = out.add_stream("ffv1", rate=25)
+    vs.width = vs.height = size
+    vs.pix_fmt = "yuv444p"
+    vs.codec_context.field_order = 2  # AV_FIELD_TT
+    for i in range(n):
+        img = np.full((size, size, 3), 30, np.uint8)
+        x0, x1 = (6 * i) % (size - 12), (6 * i + 3) % (size - 12)
+        img[0::2, x0 : x0 + 8] = 230  # top field, time t
+        img[1::2, x1 : x1 + 8] = 230  # bottom field, time t + 1/50 s
+        frame = av.VideoFrame.from_ndarray(img, format="rgb24")
+        frame.pts = i
+        for pk in vs.encode(frame):
+            out.mux(pk)
+    for pk in vs.encode():
+        out.mux(pk)
+    out.close()
+
+
+def test_deinterlace(tmp_path: Path, capsys) -> None:
+    src = tmp_path / "interlaced.mkv"
+    write_interlaced(src)
+    assert main(["probe", str(src)]) == 0
+    assert "interlaced (tt)" in capsys.readouterr().out
+    outs = {}
+    for mode in ("off", "auto", "double"):
+        out = tmp_path / f"{mode}.mkv"
+        assert run(str(src), "-o", str(out), "--model", "bicubic", "--scale", "1", "--codec", "ffv1",
+                   "--deinterlace", mode) == 0
+        outs[mode] = out
+    from vsr.pipeline import read_rgb
+
+    off, auto, double = (read_rgb(outs[m]) for m in ("off", "auto", "double"))
+    assert len(off) == len(auto) == 10 and len(double) == 20
+    assert np.mean([combing(f) for f in auto]) < 0.5 * np.mean([combing(f) for f in off])
+    times = [t for t, _ in __import__("media").video_frames(outs["double"])]
+    assert times == [Fraction(i, 50) for i in range(20)]  # a frame per field, at field times

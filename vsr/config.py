@@ -45,6 +45,7 @@ class RunConfig:
     pix_fmt: str | None = None
     audio: bool = True
     subtitles: bool = True
+    deinterlace: str = "auto"  # auto | on | off | double
     encoder_opt: list[str] | None = None  # key=value options passed to the encoder
     queue_size: int = 8
     progress: str = "bar"

@@ -240,7 +240,7 @@ def upscale_file(session: Session, src: Path, dst: Path | None = None, output_di
     """Upscale one video or image; returns what was done. Raises VsrError subclasses."""
     config = session.config
     t0 = time.monotonic()
-    reader = VideoReader(src, start=config.start, duration=config.duration)
+    reader = VideoReader(src, start=config.start, duration=config.duration, deinterlace=config.deinterlace)
     try:
         if reader.peek() is None:
             raise InputError(f"{src}: no video frame could be decoded" + (" in the requested section" if

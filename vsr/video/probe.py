@@ -29,6 +29,17 @@ class StreamInfo:
     pix_fmt: str | None = None
     bit_depth: int | None = None
     frame_rate: str | None = None  # average, as a fraction
+    chroma: str | None = None  # 420 | 422 | 444 | gray
+    color_range: str | None = None  # tv (limited) | pc (full) | unknown
+    colorspace: str | None = None  # matrix, e.g. bt709, bt470bg, bt2020nc
+    color_primaries: str | None = None
+    color_trc: str | None = None
+    sample_aspect_ratio: str | None = None
+    display_aspect_ratio: str | None = None
+    rotation: int | None = None  # degrees, from the display matrix
+    field_order: str | None = None  # progressive | tt | bb | tb | bt | unknown
+    title: str | None = None
+    disposition: list[str] | None = None
     sample_rate: int | None = None
     channels: int | None = None
 
@@ -101,16 +112,52 @@ def probe(path: str | Path) -> MediaInfo:
                 frames=s.frames or None,
                 language=s.language,
             )
+            si.title = s.metadata.get("title")
+            si.disposition = [f.name for f in type(s.disposition) if f and f in s.disposition] or None
             if s.type == "video":
-                si.width, si.height = cc.width, cc.height
-                si.pix_fmt = cc.pix_fmt
-                si.bit_depth = _bit_depth(cc.pix_fmt)
-                rate = s.average_rate or s.guessed_rate
-                si.frame_rate = str(rate) if rate else None
+                _video_details(c, s, si)
             elif s.type == "audio":
                 si.sample_rate, si.channels = cc.sample_rate, cc.channels
             info.streams.append(si)
     return info
+
+
+COLOR_NAMES = {
+    "colorspace": {0: "gbr", 1: "bt709", 2: None, 4: "fcc", 5: "bt470bg", 6: "smpte170m", 7: "smpte240m",
+                   9: "bt2020nc", 10: "bt2020c"},
+    "primaries": {1: "bt709", 2: None, 4: "bt470m", 5: "bt470bg", 6: "smpte170m", 7: "smpte240m", 9: "bt2020",
+                  11: "smpte431", 12: "smpte432"},
+    "trc": {1: "bt709", 2: None, 4: "gamma22", 5: "gamma28", 6: "smpte170m", 8: "linear", 13: "iec61966-2-1",
+            14: "bt2020-10", 15: "bt2020-12", 16: "smpte2084", 18: "arib-std-b67"},
+}
+RANGES = {0: None, 1: "tv", 2: "pc"}
+
+
+def _video_details(c: av.container.InputContainer, s: av.stream.Stream, si: StreamInfo) -> None:
+    from vsr.video.encoders import chroma
+    from vsr.video.reader import FIELD_ORDERS
+
+    cc = s.codec_context
+    si.width, si.height = cc.width, cc.height
+    si.pix_fmt = cc.pix_fmt
+    si.bit_depth = _bit_depth(cc.pix_fmt)
+    si.chroma = chroma(cc.pix_fmt) if cc.pix_fmt else None
+    rate = s.average_rate or s.guessed_rate
+    si.frame_rate = str(rate) if rate else None
+    si.sample_aspect_ratio = str(s.sample_aspect_ratio) if s.sample_aspect_ratio else None
+    si.display_aspect_ratio = str(s.display_aspect_ratio) if s.display_aspect_ratio else None
+    si.field_order = FIELD_ORDERS.get(int(cc.field_order or 0), "unknown")
+    si.color_range = RANGES.get(int(cc.color_range))
+    si.colorspace = COLOR_NAMES["colorspace"].get(int(cc.colorspace), str(int(cc.colorspace)))
+    si.color_primaries = COLOR_NAMES["primaries"].get(int(cc.color_primaries), str(int(cc.color_primaries)))
+    si.color_trc = COLOR_NAMES["trc"].get(int(cc.color_trc), str(int(cc.color_trc)))
+    try:  # rotation lives in the frames' display matrix
+        frame = next(c.decode(s), None)
+        si.rotation = int(frame.rotation or 0) if frame is not None else None
+    except av.error.FFmpegError:
+        si.rotation = None
+    if c.format.name not in IMAGE_FORMATS:
+        c.seek(0)
 
 
 def format_table(info: MediaInfo) -> str:
@@ -122,9 +169,16 @@ def format_table(info: MediaInfo) -> str:
     for s in info.streams:
         parts = [f"  #{s.index} {s.type}: {s.codec}"]
         if s.type == "video":
-            parts.append(f"{s.width}x{s.height} {s.pix_fmt} ({s.bit_depth}-bit)")
+            parts.append(f"{s.width}x{s.height} {s.pix_fmt} ({s.bit_depth}-bit {s.chroma})")
             if s.frame_rate:
                 parts.append(f"{float(Fraction(s.frame_rate)):.3f} fps")
+            color = "/".join(str(x) for x in (s.colorspace, s.color_primaries, s.color_trc) if x)
+            parts.append(f"colour {s.color_range or 'unknown range'} {color or 'untagged'}")
+            if s.sample_aspect_ratio and s.sample_aspect_ratio != "1":
+                parts.append(f"SAR {s.sample_aspect_ratio} (DAR {s.display_aspect_ratio})")
+            if s.rotation:
+                parts.append(f"rotation {s.rotation}°")
+            parts.append("progressive" if s.field_order in ("progressive", "unknown") else f"interlaced ({s.field_order})")
         if s.type == "audio":
             parts.append(f"{s.sample_rate} Hz, {s.channels} ch")
         if s.duration is not None:
@@ -135,5 +189,9 @@ def format_table(info: MediaInfo) -> str:
             parts.append(f"start {s.start_time:.3f} s")
         if s.language:
             parts.append(f"lang {s.language}")
+        if s.title:
+            parts.append(f"title {s.title!r}")
+        if s.disposition:
+            parts.append("+".join(s.disposition))
         lines.append(", ".join(parts))
     return "\n".join(lines)

@@ -17,6 +17,7 @@ import numpy as np
 
 from vsr.errors import InputError
 from vsr.video.color import ColorTags, RgbConverter, rgb_format
+from vsr.video.filters import Deinterlacer, wants_deinterlace
 from vsr.video.probe import IMAGE_FORMATS, open_input
 
 MAX_SIDE = 16384  # px; larger dimensions are treated as a damaged header, not an image to upscale
@@ -63,9 +64,12 @@ def _bit_depth(pix_fmt: str) -> int:
 class VideoReader:
     """Iterate the frames of ``path``'s first video stream, optionally a section [start, start+duration)."""
 
-    def __init__(self, path: str | Path, start: float | None = None, duration: float | None = None) -> None:
+    def __init__(
+        self, path: str | Path, start: float | None = None, duration: float | None = None, deinterlace: str = "off"
+    ) -> None:
         self.path = Path(path)
-        self.start, self.duration = start, duration
+        self.start, self.duration, self.deinterlace = start, duration, deinterlace
+        self.deinterlaced = False  # set by peek(): whether frames go through the deinterlacer
         self.damaged_packets = 0  # packets the decoder rejected (concealed damage)
         self.container = open_input(self.path)
         if not self.container.streams.video:
@@ -158,15 +162,40 @@ class VideoReader:
 
     def peek(self) -> av.VideoFrame | None:
         """Decode the first frame of the section now (validates the input early, and its tags —
-        colour, rotation — complete ``info``); iteration still starts with it."""
+        colour, rotation, interlacing — complete ``info``); iteration still starts with it."""
         if self._first is None and self._iter is None:
             self._iter = self._frames()
-            self._first = next(self._iter, None)
-            if self._first is not None:
-                frame_tags = ColorTags.of(self._first)
-                color = frame_tags if frame_tags.colorspace != 2 or frame_tags.color_range else self.info.color
-                self.info = replace(self.info, color=color, rotation=int(self._first.rotation or 0))
+            first = next(self._iter, None)
+            if first is None:
+                return None
+            frame_tags = ColorTags.of(first)
+            color = frame_tags if frame_tags.colorspace != 2 or frame_tags.color_range else self.info.color
+            self.info = replace(self.info, color=color, rotation=int(first.rotation or 0))
+            if wants_deinterlace(self.deinterlace, self.info.field_order, bool(first.interlaced_frame)):
+                self._start_deinterlacer(first)
+            else:
+                self._first = first
         return self._first
+
+    def _start_deinterlacer(self, first: av.VideoFrame) -> None:
+        double = self.deinterlace == "double"
+        deint = Deinterlacer(self.stream, self.info.field_order, double)
+        self._iter = deint(_chain(first, self._iter))
+        self._first = next(self._iter, None)
+        self.deinterlaced = True
+        if self._first is None:
+            return
+        old_tb, tb = self.info.time_base, self._first.time_base
+        rate, frames = self.info.frame_rate, self.info.frames
+        self.info = replace(
+            self.info,
+            time_base=tb,
+            frame_rate=rate * 2 if rate and double else rate,
+            frames=frames * 2 if frames and double else frames,
+            field_order="progressive",
+        )
+        start, end = self.section_pts
+        self.section_pts = (round(start * old_tb / tb), None if end is None else round(end * old_tb / tb))
 
     def __iter__(self) -> Iterator[Frame]:
         first = self.peek()
