@@ -41,6 +41,7 @@ from vsr.errors import ProcessingError, UsageError
 DEFAULT_TILE = 128
 DEFAULT_TILE_OVERLAP = 16  # LR px; 64 output px of feather at x4, zero weight on the outer 4 LR px
 DEFAULT_BATCH = 16  # tiles per forward; H200 fp16 is near its best from 16-32; OOM halves it
+MAX_SPARE_ACCUMULATORS = 2  # blend buffers kept between frames (about 400 MB each for 1080p at x4)
 GRAPH_WARMUP_ITERS = 3  # eager runs on a side stream before a CUDA graph capture (PyTorch's advice)
 PRECISIONS = ("auto", "fp32", "fp16", "bf16")
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
@@ -228,6 +229,7 @@ class Upscaler:
         self._copy_stream = torch.cuda.Stream(self.device) if self.cuda else None
         self._events: list[tuple[torch.cuda.Event, torch.cuda.Event]] = []
         self._call_base = 0
+        self._spare_acc: list[torch.Tensor] = []  # finished frames' accumulators, reused
         self.stats = UpscaleStats()
 
     # -- planning ---------------------------------------------------------------------------------
@@ -281,7 +283,6 @@ class Upscaler:
         results: list[torch.Tensor | None] = [None] * len(frames)
         finite: list[torch.Tensor] = []
         live: dict[int, _Frame] = {}
-        pending: list[tuple[list[tuple[int, int]], torch.Tensor, torch.Tensor]] = []
         work = [(f, t) for f in range(len(frames)) for t in range(plan.count)]
         pos = 0
         while pos < len(work):
@@ -297,17 +298,14 @@ class Upscaler:
                 continue
             pos += len(items)
             ok = _finite(y)
-            y = torch.where(ok[:, None, None, None], y.float(), 0.0)
-            pending.append((items, x, ok))
+            if not bool(ok.all()):  # one small sync per batch; the rare path recomputes right away
+                y = self._recompute(items, x, ok, y, plan)
             for f in sorted({f for f, _ in items}):
-                ks = [k for k, (g, _) in enumerate(items) if g == f]
-                tiling.blend(live[f].acc, y[ks], plan, [items[k][1] for k in ks])
+                ks = [k for k, (g, _) in enumerate(items) if g == f]  # consecutive: work is frame-major
+                tiling.blend(live[f].acc, y[ks[0] : ks[-1] + 1], plan, [items[k][1] for k in ks])
                 live[f].remaining -= len(ks)
                 if live[f].remaining == 0:
-                    self._resolve(pending, live, plan)
-                    pending = []
-                    frame = live.pop(f)
-                    out, ok_frame = self._finish(frame, plan, out_h, out_w, dtype)
+                    out, ok_frame = self._finish(live.pop(f), plan, out_h, out_w, dtype)
                     results[f] = self._download(out)
                     finite.append(ok_frame)
         return self._collect(results, finite, dtype)
@@ -345,7 +343,13 @@ class Upscaler:
         padded = tiling.pad_to_multiple(lr, self.multiple, plan.pad_h, plan.pad_w).to(self.dtype)
         if self.channels_last:
             padded = padded.contiguous(memory_format=torch.channels_last)
-        acc = torch.zeros(3, plan.pad_h * self.scale, plan.pad_w * self.scale, device=self.device)
+        shape = (3, plan.pad_h * self.scale, plan.pad_w * self.scale)
+        reuse = [a for a in self._spare_acc if a.shape == shape]
+        if reuse:
+            self._spare_acc.remove(reuse[0])
+            acc = reuse[0].zero_()  # stream-ordered after the last use; no fresh pages to fault in
+        else:
+            acc = torch.zeros(shape, device=self.device)
         return _Frame(index, lr, padded, acc, plan.count)
 
     def _forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -385,23 +389,21 @@ class Upscaler:
         if self.cuda:
             torch.cuda.empty_cache()
 
-    def _resolve(self, pending: list, live: dict[int, _Frame], plan: tiling.TilePlan) -> None:
-        """Recompute in fp32 every tile of ``pending`` whose output was not finite (one host sync)."""
-        for items, x, ok in pending:
-            bad = [k for k, good in enumerate(ok.tolist()) if not good]
-            if not bad:
-                continue
-            where = ", ".join(f"frame {self._call_base + items[k][0]}, tile at LR (y, x) {plan.box(items[k][1])}"
-                              for k in bad[:3])  # fmt: skip
-            if self.dtype == torch.float32:
-                raise ProcessingError(f"the model produced non-finite values in fp32 ({where})")
-            y = self._fp32(x[bad])
-            if not bool(_finite(y).all()):
-                raise ProcessingError(f"the model produced non-finite values even in fp32 ({where})")
-            self.stats.nan_retries += len(bad)
-            for k, yk in zip(bad, y):
-                f, t = items[k]
-                tiling.blend(live[f].acc, yk[None], plan, [t])
+    def _recompute(self, items: list[tuple[int, int]], x: torch.Tensor, ok: torch.Tensor, y: torch.Tensor,
+                   plan: tiling.TilePlan) -> torch.Tensor:  # fmt: skip
+        """``y`` with its non-finite tiles replaced by an fp32 recomputation (counted)."""
+        bad = [k for k, good in enumerate(ok.tolist()) if not good]
+        where = ", ".join(f"frame {self._call_base + items[k][0]}, tile at LR (y, x) {plan.box(items[k][1])}"
+                          for k in bad[:3])  # fmt: skip
+        if self.dtype == torch.float32:
+            raise ProcessingError(f"the model produced non-finite values in fp32 ({where})")
+        y32 = self._fp32(x[bad])
+        if not bool(_finite(y32).all()):
+            raise ProcessingError(f"the model produced non-finite values even in fp32 ({where})")
+        self.stats.nan_retries += len(bad)
+        y = y.float().clone()  # not the CUDA graph's static output
+        y[bad] = y32
+        return y
 
     def _fp32(self, x: torch.Tensor) -> torch.Tensor:
         if self._fp32_model is None:
@@ -420,7 +422,9 @@ class Upscaler:
             sr = self._fix(sr, frame.lr)
         sr = resize(sr, out_h, out_w)
         self.stats.frames += 1
-        return _quantise(sr[0], dtype), _finite(sr)[0]
+        out, ok = _quantise(sr[0], dtype), _finite(sr)[0]
+        self._spare_acc = [frame.acc] + self._spare_acc[: MAX_SPARE_ACCUMULATORS - 1]
+        return out, ok
 
     def _download(self, out: torch.Tensor) -> torch.Tensor:
         """Start the copy of a finished frame to host memory (CUDA: pinned, side stream)."""

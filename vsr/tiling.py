@@ -138,15 +138,16 @@ def extract(frame: torch.Tensor, plan: TilePlan, indices: list[int]) -> torch.Te
 
 def blend(acc: torch.Tensor, tiles: torch.Tensor, plan: TilePlan, indices: list[int]) -> None:
     """Add weighted model outputs ``tiles`` (k, 3, tile_h*s, tile_w*s) into ``acc`` (3, pad_h*s,
-    pad_w*s) at the places of tiles ``indices``; ``plan`` holds weights on ``acc``'s device."""
+    pad_w*s) at the places of tiles ``indices``; ``plan`` holds weights on ``acc``'s device. One
+    fused multiply-add per tile, no weighted copy of the batch."""
     s, nx = plan.scale, len(plan.xs)
     iy = torch.tensor([i // nx for i in indices], device=acc.device)
     ix = torch.tensor([i % nx for i in indices], device=acc.device)
-    weighted = tiles.float() * plan.wy[iy][:, None, :, None] * plan.wx[ix][:, None, None, :]
+    weights = plan.wy[iy][:, :, None] * plan.wx[ix][:, None, :]  # (k, tile_h*s, tile_w*s)
     oh, ow = plan.tile_h * s, plan.tile_w * s
     for k, i in enumerate(indices):
         y, x = plan.box(i)
-        acc[:, y * s : y * s + oh, x * s : x * s + ow] += weighted[k]
+        acc[:, y * s : y * s + oh, x * s : x * s + ow].addcmul_(tiles[k], weights[k])
 
 
 def frames_per_call(tiles_per_frame: int, batch: int) -> int:
