@@ -282,3 +282,18 @@ def test_list_and_licence_gate(tiny_official, capsys, monkeypatch):
         cli("download", "adcsr")
     assert "CreativeML Open RAIL++-M" in capsys.readouterr().out
     assert not (W.model_dir("adcsr") / "LICENCE-ACCEPTED").exists()
+
+
+def test_default_model_needs_adcsr_weights_and_a_gpu():
+    from vsr.models import DEFAULT_MODEL, default_model
+
+    name, why = default_model("cpu")
+    assert name == DEFAULT_MODEL and "GPU" in why
+    folder = W.model_dir("adcsr")
+    folder.mkdir(parents=True)
+    for n in (W.ADCSR_NET, W.ADCSR_DECODER):
+        (folder / n).touch()
+    assert W.present("adcsr")
+    assert default_model("cpu")[0] == DEFAULT_MODEL  # weights alone are not enough: CPU stays small
+    name, why = default_model("cuda")
+    assert name == ("adcsr" if torch.cuda.is_available() else DEFAULT_MODEL), why
