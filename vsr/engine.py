@@ -361,16 +361,15 @@ class Upscaler:
             x = torch.cat([x, x[-1:].expand(self.batch - real, *x.shape[1:])])
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
-        start, t0 = self._mark(), time.perf_counter()
-        if self.cuda_graphs:
-            key = (tuple(x.shape), self.dtype)
-            if key not in self._graphs:
-                self._graphs[key] = _Graph(self._fn, x)
-                self.stats.graph_captures += 1
-            y = self._graphs[key](x)
-        else:
-            y = self._fn(x)
-        self._timed(start, t0)
+        with self._timing():
+            if self.cuda_graphs:
+                key = (tuple(x.shape), self.dtype)
+                if key not in self._graphs:
+                    self._graphs[key] = _Graph(self._fn, x)
+                    self.stats.graph_captures += 1
+                y = self._graphs[key](x)
+            else:
+                y = self._fn(x)
         self.stats.forward_calls += 1
         self.stats.batch_sizes[size] = self.stats.batch_sizes.get(size, 0) + 1
         self.stats.tiles += real
@@ -408,9 +407,8 @@ class Upscaler:
     def _fp32(self, x: torch.Tensor) -> torch.Tensor:
         if self._fp32_model is None:
             self._fp32_model = copy.deepcopy(self.model).float()
-        start, t0 = self._mark(), time.perf_counter()
-        y = self._fp32_model(x.float())
-        self._timed(start, t0)
+        with self._timing():
+            y = self._fp32_model(x.float())
         self.stats.forward_calls += 1
         return y.float()
 
@@ -451,17 +449,17 @@ class Upscaler:
         # The numpy arrays share memory with (pinned) host tensors, which they keep alive.
         return [r.numpy() if r.dtype != torch.int32 else r.numpy().astype(dtype) for r in results]
 
-    def _mark(self) -> torch.cuda.Event | None:
+    @contextlib.contextmanager
+    def _timing(self):
+        """Adds the model time of the block to ``stats.seconds_model``: CUDA events (read at the
+        end of the call, no sync here), wall time elsewhere."""
         if not self.cuda:
-            return None
-        event = torch.cuda.Event(enable_timing=True)
-        event.record()
-        return event
-
-    def _timed(self, start: torch.cuda.Event | None, t0: float) -> None:
-        if start is None:
+            t0 = time.perf_counter()
+            yield
             self.stats.seconds_model += time.perf_counter() - t0
             return
-        end = torch.cuda.Event(enable_timing=True)
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        yield
         end.record()
         self._events.append((start, end))
