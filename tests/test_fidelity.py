@@ -297,3 +297,28 @@ def test_deinterlace(tmp_path: Path, capsys) -> None:
     assert np.mean([combing(f) for f in auto]) < 0.5 * np.mean([combing(f) for f in off])
     times = [t for t, _ in __import__("media").video_frames(outs["double"])]
     assert times == [Fraction(i, 50) for i in range(20)]  # a frame per field, at field times
+
+
+def test_image_sequences_in_and_out(tmp_path: Path) -> None:
+    from media import make_image, video_frames
+    from vsr.pipeline import read_rgb
+
+    frames = tmp_path / "scan"
+    frames.mkdir()
+    deep = [make_image(frames / f"reel_{i:05d}.png", size=(20, 14), depth=16) for i in range(1001, 1005)]
+    # Pattern in (numbering from 1001), 16-bit sequence out.
+    out_pattern = tmp_path / "up" / "f_%04d.png"
+    out_pattern.parent.mkdir()
+    assert run(str(frames / "reel_%05d.png"), "-o", str(out_pattern), "--model", "bicubic", "--scale", "1") == 0
+    written = sorted(p.name for p in out_pattern.parent.iterdir())
+    assert written == ["f_0001.png", "f_0002.png", "f_0003.png", "f_0004.png"]  # no partial folder left
+    first = read_rgb(out_pattern.parent / "f_0001.png")[0]
+    assert first.dtype == np.uint16 and first.shape == (14, 20, 3)
+    assert np.corrcoef(first.ravel(), deep[0].ravel())[0, 1] > 0.95  # the same picture, in order
+    assert (first % 257 != 0).mean() > 0.5
+    # Folder in with --fps, video out at that rate.
+    video = tmp_path / "scan.mkv"
+    assert run(str(frames), "--fps", "12", "-o", str(video), "--model", "bicubic", "--codec", "ffv1") == 0
+    # Matroska counts milliseconds, so 1/12 s is stored as its nearest millisecond.
+    assert [t for t, _ in video_frames(video)] == [Fraction(round(i * 1000 / 12), 1000) for i in range(4)]
+    assert run(str(frames / "reel_%05d.png"), "-o", str(out_pattern), "--model", "bicubic") == 2  # exists

@@ -61,6 +61,8 @@ def _run_parser(sub: argparse._SubParsersAction) -> None:
     s = p.add_argument_group("section and files")
     s.add_argument("--start", type=float, default=S, help="start this many seconds into the video")
     s.add_argument("--duration", type=float, default=S, help="process this many seconds")
+    s.add_argument("--fps", type=float, default=S,
+                   help="frame rate of an image sequence input (frame_%%06d.png, or a folder read as one clip)")
     s.add_argument("--overwrite", action="store_true", default=S, help="replace existing outputs")
     s.add_argument("--skip-existing", action="store_true", default=S, help="skip inputs whose output exists")
     r = p.add_argument_group("execution")
@@ -91,12 +93,17 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def expand_inputs(items: list[str]) -> list[Path]:
-    """Paths as given; folders → their media files; globs → their matches (sorted)."""
+def expand_inputs(items: list[str], fps: float | None = None) -> list[Path]:
+    """Paths as given; frame patterns and (with --fps) folders → one clip; other folders → their media
+    files; globs → their matches (sorted)."""
+    from vsr.video.sequence import is_sequence
+
     out: list[Path] = []
     for item in items:
         path = Path(item)
-        if path.is_dir():
+        if is_sequence(path, fps):
+            out.append(path)  # one clip: a frame pattern, or a folder of frames with --fps
+        elif path.is_dir():
             out += sorted(p for p in path.iterdir() if p.suffix.lower() in MEDIA_EXTENSIONS and p.is_file())
         elif not path.exists() and glob.has_magic(item):
             matches = sorted(Path(m) for m in glob.glob(item) if Path(m).is_file())
@@ -136,7 +143,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         return 0
     if config.quiet:
         log.setLevel(logging.ERROR)
-    inputs = expand_inputs(args.inputs)
+    inputs = expand_inputs(args.inputs, config.fps)
     if args.output is not None and len(inputs) > 1:
         raise UsageError(f"-o names one output but {len(inputs)} inputs were given; use --output-dir")
     if args.output_dir is not None and not args.output_dir.is_dir():

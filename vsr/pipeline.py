@@ -29,11 +29,13 @@ if TYPE_CHECKING:
 from vsr import __version__
 from vsr.video.encoders import EncodeSettings, choose_encoder, default_pix_fmt, parse_encoder_opts
 from vsr.video.reader import VideoInfo, VideoReader
+from vsr.video.sequence import is_pattern, is_sequence as reader_is_sequence, sequence_name
 from vsr.video.streams import provenance
 from vsr.video.writer import (
     CONTAINERS,
     FALLBACK_EXT,
     IMAGE_CODECS,
+    SequenceWriter,
     VideoWriter,
     container_for,
     container_holds,
@@ -165,6 +167,9 @@ def default_output(src: Path, config: RunConfig, info: VideoInfo, output_dir: Pa
     when it can hold the chosen codec and keep the timing, else ``.mkv`` (said in one line)."""
     folder = output_dir or src.parent
     ext = src.suffix.lower()
+    if reader_is_sequence(src, config.fps):
+        # A sequence of frames becomes one clip; -o frame_%06d.png writes a sequence instead.
+        return folder / f"{sequence_name(src)}{suffix_for(config)}{FALLBACK_EXT}"
     if info.is_image:
         ext = ext if ext in IMAGE_CODECS else ".png"
     else:
@@ -180,12 +185,16 @@ def check_output(src: Path, dst: Path, config: RunConfig, info: VideoInfo) -> No
     is_image = info.is_image
     if dst.resolve() == src.resolve():
         raise UsageError(f"{dst}: the output may not be the input")
-    if dst.exists() and not config.overwrite:
+    if dst.exists() and not config.overwrite and not dst.is_dir():
         raise UsageError(f"{dst}: output exists; pass --overwrite to replace it")
     ext = dst.suffix.lower()
-    if is_image and ext not in IMAGE_CODECS:
+    if is_pattern(dst):
+        if is_image or ext not in IMAGE_CODECS:
+            raise UsageError(f"{dst}: a frame pattern is an output for videos, with an image extension "
+                             f"({', '.join(IMAGE_CODECS)})")
+    elif is_image and ext not in IMAGE_CODECS:
         raise UsageError(f"{dst}: an image input needs an image output ({', '.join(IMAGE_CODECS)})")
-    if not is_image:
+    elif not is_image:
         if ext not in CONTAINERS:
             raise UsageError(f"{dst}: unknown video container {ext!r}; use one of {', '.join(CONTAINERS)}")
         codec = choose_encoder(config.codec, info.pix_fmt)
@@ -240,7 +249,8 @@ def upscale_file(session: Session, src: Path, dst: Path | None = None, output_di
     """Upscale one video or image; returns what was done. Raises VsrError subclasses."""
     config = session.config
     t0 = time.monotonic()
-    reader = VideoReader(src, start=config.start, duration=config.duration, deinterlace=config.deinterlace)
+    reader = VideoReader(src, start=config.start, duration=config.duration, deinterlace=config.deinterlace,
+                         fps=config.fps)
     try:
         if reader.peek() is None:
             raise InputError(f"{src}: no video frame could be decoded" + (" in the requested section" if
@@ -248,15 +258,18 @@ def upscale_file(session: Session, src: Path, dst: Path | None = None, output_di
         info = reader.info
         dst = dst or default_output(src, config, info, output_dir)
         check_output(src, dst, config, info)
-        partial = dst.with_name(dst.name + PARTIAL_SUFFIX)
+        # A frame-pattern output is made atomic by its SequenceWriter; files by a .partial rename.
+        partial = dst.with_name(dst.name + PARTIAL_SUFFIX) if not is_pattern(dst) else None
         try:
             if info.is_image:
                 summary = _image(session, reader, partial, dst)
             else:
                 summary = _video(session, reader, partial, dst)
-            _atomic(partial, dst)
+            if partial is not None:
+                _atomic(partial, dst)
         except BaseException:
-            _remove(partial)
+            if partial is not None:
+                _remove(partial)
             raise
     finally:
         reader.close()
@@ -280,14 +293,19 @@ def _image(session: Session, reader: VideoReader, partial: Path, dst: Path) -> R
     return RunSummary(reader.path, dst, session.model_name, 1, 0.0, size)
 
 
-def _video(session: Session, reader: VideoReader, partial: Path, dst: Path) -> RunSummary:
+def _video(session: Session, reader: VideoReader, partial: Path | None, dst: Path) -> RunSummary:
     config, info = session.config, reader.info
     settings = encode_settings(info, config)
     size = output_size(info, config, settings.pix_fmt)
     section = reader.section_pts if (config.start or config.duration is not None) else None
     tags = provenance(__version__, session.model_name, session.weights_hash)
-    writer = VideoWriter(partial, container_for(dst.suffix), info, size, settings, config.audio, config.subtitles,
-                         section, tags)
+    writer: VideoWriter | SequenceWriter
+    if partial is None:
+        writer = SequenceWriter(dst, config.overwrite)
+        size = output_size(info, config, None)
+    else:
+        writer = VideoWriter(partial, container_for(dst.suffix), info, size, settings, config.audio,
+                             config.subtitles, section, tags)
     progress = Progress("none" if config.quiet else config.progress, info.frames, reader.path.name)
     executor: LocalExecutor
     if session.pool is not None:

@@ -19,6 +19,7 @@ from vsr.errors import InputError
 from vsr.video.color import ColorTags, RgbConverter, rgb_format
 from vsr.video.filters import Deinterlacer, wants_deinterlace
 from vsr.video.probe import IMAGE_FORMATS, open_input
+from vsr.video.sequence import is_sequence, open_sequence
 
 MAX_SIDE = 16384  # px; larger dimensions are treated as a damaged header, not an image to upscale
 
@@ -46,6 +47,7 @@ class VideoInfo:
     is_image: bool
     start_time: float  # seconds: the video stream's first timestamp
     sample_aspect_ratio: Fraction | None
+    is_sequence: bool = False  # frames from a pattern or folder of images (no other streams)
     color: ColorTags = ColorTags()  # matrix, range, primaries, transfer as tagged (frame, else stream)
     rotation: int = 0  # degrees, from the display matrix of the first frame
     field_order: str = "progressive"  # progressive | tt | bb | tb | bt | unknown
@@ -65,13 +67,23 @@ class VideoReader:
     """Iterate the frames of ``path``'s first video stream, optionally a section [start, start+duration)."""
 
     def __init__(
-        self, path: str | Path, start: float | None = None, duration: float | None = None, deinterlace: str = "off"
+        self,
+        path: str | Path,
+        start: float | None = None,
+        duration: float | None = None,
+        deinterlace: str = "off",
+        fps: float | None = None,
     ) -> None:
         self.path = Path(path)
         self.start, self.duration, self.deinterlace = start, duration, deinterlace
         self.deinterlaced = False  # set by peek(): whether frames go through the deinterlacer
         self.damaged_packets = 0  # packets the decoder rejected (concealed damage)
-        self.container = open_input(self.path)
+        self.sequence = is_sequence(self.path, fps)  # frames from a pattern or folder of images
+        sequence_frames = None
+        if self.sequence:
+            self.container, sequence_frames = open_sequence(self.path, fps)
+        else:
+            self.container = open_input(self.path)
         if not self.container.streams.video:
             kinds = sorted({s.type for s in self.container.streams}) or ["no streams"]
             self.container.close()
@@ -87,14 +99,14 @@ class VideoReader:
             raise InputError(f"{self.path}: frame size {cc.width}x{cc.height} is over {MAX_SIDE} pixels a side")
         tb = self.stream.time_base or Fraction(1, 1000)
         rate = self.stream.average_rate or self.stream.guessed_rate
-        frames = self.stream.frames or None
+        frames = self.stream.frames or sequence_frames
         if duration is not None and rate:
             frames = math.ceil(duration * rate)
         elif start and frames and rate:
             frames = max(0, frames - math.floor(start * rate))
         elif frames is None and rate and self.stream.duration:
             frames = round(float(self.stream.duration * tb * rate))
-        is_image = self.container.format.name in IMAGE_FORMATS
+        is_image = self.container.format.name in IMAGE_FORMATS and not self.sequence
         self.info = VideoInfo(
             path=self.path,
             width=cc.width,
@@ -106,6 +118,7 @@ class VideoReader:
             frame_rate=Fraction(rate) if rate else None,
             frames=1 if is_image else frames,
             is_image=is_image,
+            is_sequence=self.sequence,
             start_time=float((self.stream.start_time or 0) * tb),
             sample_aspect_ratio=self.stream.sample_aspect_ratio,
             color=ColorTags.of(cc),

@@ -8,6 +8,7 @@ the stream's own metadata are carried over; frames go from RGB to YUV with the i
 from __future__ import annotations
 
 import logging
+import shutil
 from fractions import Fraction
 from pathlib import Path
 
@@ -18,6 +19,7 @@ from vsr.errors import ProcessingError, UsageError
 from vsr.video.color import UNSPECIFIED, ColorTags, YuvConverter, matrix
 from vsr.video.encoders import MP4_HEVC_TAG, EncodeSettings
 from vsr.video.reader import Frame, VideoInfo
+from vsr.video.sequence import frame_path, matches, sequence_name
 from vsr.video.streams import StreamCopier
 
 log = logging.getLogger("vsr")
@@ -129,7 +131,8 @@ class VideoWriter:
             if section_pts is not None:
                 start, end = section_pts
                 seconds = (float(start * self.time_base), None if end is None else float(end * self.time_base))
-            self.copier = StreamCopier(info.path, self.out, audio, subtitles, seconds)
+            if not info.is_sequence:  # an image sequence has no other streams to carry
+                self.copier = StreamCopier(info.path, self.out, audio, subtitles, seconds)
             self.out.metadata.update(metadata or {})
         except BaseException:
             self.abort()
@@ -202,6 +205,42 @@ class VideoWriter:
             self.out.close()
         except (OSError, av.error.FFmpegError):
             pass
+
+
+class SequenceWriter:
+    """Writes frame N (1-based, as FFmpeg numbers) to ``pattern % N``; atomic for the whole sequence:
+    frames go to a hidden partial folder and move into place when the last one is written."""
+
+    def __init__(self, pattern: Path, overwrite: bool) -> None:
+        if pattern.suffix.lower() not in IMAGE_CODECS:
+            raise UsageError(f"{pattern}: a frame pattern needs an image extension ({', '.join(IMAGE_CODECS)})")
+        if not overwrite and matches(pattern):
+            raise UsageError(f"{pattern}: frames of this pattern exist; pass --overwrite to replace them")
+        self.pattern = pattern
+        self.partial = pattern.parent / f".{sequence_name(pattern) or 'frames'}.vsr-partial"
+        shutil.rmtree(self.partial, ignore_errors=True)
+        try:
+            self.partial.mkdir(parents=True)
+        except OSError as e:
+            raise UsageError(f"{pattern.parent}: cannot write frames there ({e.strerror})") from e
+        self.frames = 0
+        self.copier = None
+
+    def write(self, frame: Frame) -> None:
+        self.frames += 1
+        write_image(self.partial / frame_path(self.pattern, self.frames).name, frame.image, self.pattern.suffix)
+
+    def close(self) -> None:
+        try:
+            for f in sorted(self.partial.iterdir()):
+                f.replace(self.pattern.parent / f.name)
+        except OSError as e:
+            raise ProcessingError(f"{self.pattern}: cannot move the finished frames into place ({e})") from e
+        finally:
+            self.abort()
+
+    def abort(self) -> None:
+        shutil.rmtree(self.partial, ignore_errors=True)
 
 
 def write_image(path: Path, image: np.ndarray, ext: str) -> None:
