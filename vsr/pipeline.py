@@ -310,7 +310,7 @@ def _video(session: Session, reader: VideoReader, partial: Path | None, dst: Pat
     executor: LocalExecutor
     if session.pool is not None:
         group = session.pool.frames_per_call(info.width, info.height)
-        executor = session.pool.executor(size, config.queue_size, group, reader.path.name)
+        executor = session.pool.executor(size, config.queue_size, group, reader.path.name, info.frames)
     else:
         group = session.upscaler.frames_per_call(info.width, info.height)
         executor = LocalExecutor(session.upscaler, size, queue_size=config.queue_size, group=group)

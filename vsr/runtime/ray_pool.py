@@ -37,6 +37,7 @@ log = logging.getLogger("vsr")
 LOOPBACK = "127.0.0.1"
 ACTOR_MAX_RESTARTS = 2  # times Ray restarts a dead actor (reloading its model) before giving up on it
 ACTOR_FAILURE_LIMIT = 3  # consecutive failed batches after which an actor gets no more work
+ACTOR_PROBE_LIMIT = 30  # failed probes of a restarting actor before it is retired
 ACTOR_START_TIMEOUT_S = 600.0  # seconds to wait for the actors to load their models
 REORDER_SLACK = 2  # outstanding batches (in flight + waiting for order) <= this x actors x in-flight
 WAIT_S = 0.01  # seconds ray.wait blocks while frames may be waiting in the decode queue
@@ -156,10 +157,12 @@ def _reason(err: BaseException) -> str:
 class _Slot:
     rank: int
     handle: Any
-    node: str = ""
     inflight: int = 0
-    alive: bool = True
+    alive: bool = True  # False: dead for good, or retired after ACTOR_FAILURE_LIMIT failures
+    ready: bool = True  # False while Ray restarts it (a probe is out)
     failures: int = 0  # consecutive failed batches
+    probe: Any = None  # ObjectRef of the pending info() call while restarting
+    probes: int = 0  # probes sent since it last answered
 
 
 class RayPool:
@@ -170,6 +173,7 @@ class RayPool:
         self.started = connect(config.ray_address)
         self.slots: list[_Slot] = []
         self.weights_hash: str | None = None
+        self.node_names: dict[str, str] = {}
         try:
             self._spawn()
         except BaseException:
@@ -179,8 +183,9 @@ class RayPool:
     def _spawn(self) -> None:
         ray = _ray()
         res = ray.cluster_resources()
-        gpus = int(res.get("GPU", 0)) if self.config.device in ("auto", "cuda") else 0
+        gpus = 0 if self.config.device.startswith(("cpu", "mps")) else int(res.get("GPU", 0))
         nodes = [n for n in ray.nodes() if n.get("Alive")]
+        self.node_names = {n["NodeID"]: f"{n['NodeManagerAddress']}/{n['NodeID'][:6]}" for n in nodes}
         workers = self.config.workers or gpus or len(nodes)
         cpus = float(res.get("CPU", 1))
         if gpus:
@@ -207,10 +212,12 @@ class RayPool:
             if isinstance(cause, VsrError):
                 raise cause from None
             raise ProcessingError(f"Ray actors failed to start: {_reason(e)}") from e
-        for slot, info in zip(self.slots, infos):
-            slot.node = info["node"]
         self.weights_hash = infos[0]["weights_hash"]
-        log.debug("ray: %s on %d node(s): %s", self.kind, len({s.node for s in self.slots}), infos)
+        log.debug("ray: %s: %s", self.kind, infos)
+
+    def node_name(self, node_id: str) -> str:
+        """``ip/id`` of a node (ids tell apart nodes that share a machine)."""
+        return self.node_names.get(node_id) or f"?/{node_id[:6]}"
 
     def alive(self) -> list[_Slot]:
         return [s for s in self.slots if s.alive]
@@ -230,7 +237,11 @@ class RayPool:
     def upscale_image(self, image: np.ndarray, out_size: tuple[int, int]) -> np.ndarray:
         return np.array(self._first("upscale", image[None], out_size)[0][0])
 
-    def executor(self, out_size: tuple[int, int], queue_size: int, group: int, label: str = "") -> RayExecutor:
+    def executor(self, out_size: tuple[int, int], queue_size: int, group: int, label: str = "",
+                 frames: int | None = None) -> RayExecutor:
+        """``group`` frames per batch, fewer when a short clip (``frames``) would leave actors idle."""
+        if frames:
+            group = max(1, min(group, -(-frames // len(self.alive() or [None]))))
         return RayExecutor(self, out_size, queue_size, group, label)
 
     def close(self) -> None:
@@ -281,9 +292,15 @@ class RayExecutor(LocalExecutor):
         super().__init__(pool, out_size, queue_size=queue_size, group=group)
         self.pool, self.label = pool, label
         self.inflight, self.max_retries = pool.config.inflight_per_worker, pool.config.max_retries
+        for slot in pool.alive():  # a previous file of the session may have been stopped mid-run
+            slot.inflight, slot.failures, slot.ready, slot.probe, slot.probes = 0, 0, True, None, 0
         self.window = REORDER_SLACK * self.inflight * len(pool.alive())
         self.stats: RayStats = RayStats(actors=len(pool.alive()))
         self._bytes_in = self._bytes_out = 0
+        self._pending: dict[Any, tuple[_Job, _Slot]] = {}  # result ref -> (batch, actor)
+        self._probes: dict[Any, _Slot] = {}  # info() ref -> actor being restarted by Ray
+        self._queued: deque[_Job] = deque()  # batches ready to submit; retries first
+        self._ordered: dict[int, tuple[_Job, np.ndarray]] = {}  # finished, waiting for their turn
 
     def frame_bound(self) -> int:
         """Driver-heap frames: the decode queue, a batch being gathered, the decoder's and encoder's
@@ -302,29 +319,16 @@ class RayExecutor(LocalExecutor):
 
     # -- dispatch thread ----------------------------------------------------------------------------
 
-    def _job(self, seq: int, frames: list[Frame]) -> _Job:
-        stacked = np.stack([f.image for f in frames])
-        ref = _ray().put(stacked)
-        return _Job(seq, [replace(f, image=_NO_IMAGE) for f in frames], ref, stacked.nbytes)
-
-    def _pick(self, job: _Job) -> _Slot | None:
-        free = [s for s in self.pool.alive() if s.inflight < self.inflight]
-        fresh = [s for s in free if s.rank not in job.tried]
-        return min(fresh or free, key=lambda s: (s.inflight, s.rank), default=None)
-
     def _work(self, q_in: queue.Queue, q_out: queue.Queue) -> None:
-        ray, cpu0 = _ray(), time.thread_time()
-        pending: dict[Any, tuple[_Job, _Slot]] = {}  # result ref -> (job, actor)
-        queued: deque[_Job] = deque()  # ready to submit; retries first
-        ordered: dict[int, tuple[_Job, np.ndarray]] = {}  # finished, waiting for their turn
+        cpu0 = time.thread_time()
         gathering: list[Frame] = []
         seq = emit = 0
         eof = False
         while not self._stop.is_set():
             took = False
-            while not eof and not queued and seq - emit < self.window and len(gathering) < self.group:
+            while not eof and not self._queued and seq - emit < self.window and len(gathering) < self.group:
                 try:
-                    item = q_in.get(timeout=POLL_S) if not pending else q_in.get_nowait()
+                    item = q_in.get(timeout=POLL_S) if not self._pending else q_in.get_nowait()
                 except queue.Empty:
                     break
                 if item is _DONE:
@@ -333,72 +337,115 @@ class RayExecutor(LocalExecutor):
                     gathering.append(item)
                     took = True
             if gathering and (len(gathering) == self.group or eof):
-                queued.append(self._job(seq, gathering))
+                stacked = np.stack([f.image for f in gathering])  # one array, put once (retries reuse it)
+                meta = [replace(f, image=_NO_IMAGE) for f in gathering]
+                self._queued.append(_Job(seq, meta, _ray().put(stacked), stacked.nbytes))
                 seq, gathering = seq + 1, []
-            while queued and (slot := self._pick(queued[0])) is not None:
-                job = queued.popleft()
-                job.attempts += 1
-                job.tried.add(slot.rank)
-                slot.inflight += 1
-                self._bytes_in += job.nbytes
-                pending[slot.handle.upscale.remote(job.ref, self.out_size)] = (job, slot)
-            if queued and not self.pool.alive():
-                raise ProcessingError(f"{self.label}: all {len(self.pool.slots)} Ray actors failed")
-            if pending:
-                want = not eof and not queued and seq - emit < self.window
-                ready, _ = ray.wait(list(pending), num_returns=1, timeout=0 if took else (WAIT_S if want else POLL_S))
-                if ready:
-                    rest = [r for r in pending if r not in ready]
-                    ready += ray.wait(rest, num_returns=len(rest), timeout=0)[0] if rest else []
-                for ref in ready:
-                    job, slot = pending.pop(ref)
-                    slot.inflight -= 1
-                    try:
-                        out, seconds, node = ray.get(ref)
-                    except ray.exceptions.RayError as e:
-                        self._failed(job, slot, e, queued)
-                        continue
-                    self._done(job, slot, out, seconds, node)
-                    ordered[job.seq] = (job, out)
-            while emit in ordered:
-                job, out = ordered.pop(emit)
-                for i, meta in enumerate(job.frames):
-                    frame = replace(meta, image=out[i])
+                del stacked, meta
+            self._submit()
+            want = not eof and not self._queued and seq - emit < self.window
+            self._collect(0 if took else WAIT_S if want else POLL_S)
+            while emit in self._ordered:
+                job, out = self._ordered.pop(emit)
+                for i, meta_frame in enumerate(job.frames):
+                    frame = replace(meta_frame, image=out[i])
                     self._gauge.track(frame)
                     if not self._put(q_out, frame):
                         return
                     del frame
                 del job, out
                 emit += 1
-            if eof and not gathering and not queued and not pending and emit == seq:
+            if eof and not gathering and not self._queued and not self._pending and emit == seq:
                 break
         self.stats.dispatch_cpu_s_per_frame = (time.thread_time() - cpu0) / max(self.stats.frames_read, 1)
         self._put(q_out, _DONE)
 
-    def _done(self, job: _Job, slot: _Slot, out: np.ndarray, seconds: float, node: str) -> None:
-        slot.failures = 0
-        job.ref = None  # the input batch leaves the object store
-        n = len(job.frames)
-        self._bytes_out += out.nbytes
-        self.stats.seconds_actor += seconds
-        actor, node = f"a{slot.rank}", node[:8]
-        self.stats.frames_per_actor[actor] = self.stats.frames_per_actor.get(actor, 0) + n
-        self.stats.frames_per_node[node] = self.stats.frames_per_node.get(node, 0) + n
+    def _submit(self) -> None:
+        while self._queued:
+            free = [s for s in self.pool.alive() if s.ready and s.inflight < self.inflight]
+            job = self._queued[0]
+            slot = min([s for s in free if s.rank not in job.tried] or free, key=lambda s: (s.inflight, s.rank), default=None)
+            if slot is None:
+                break
+            self._queued.popleft()
+            job.attempts += 1
+            job.tried.add(slot.rank)
+            slot.inflight += 1
+            self._bytes_in += job.nbytes
+            self._pending[slot.handle.upscale.remote(job.ref, self.out_size)] = (job, slot)
+        if self._queued and not self.pool.alive():
+            raise ProcessingError(f"{self.label}: all {len(self.pool.slots)} Ray actors failed")
 
-    def _failed(self, job: _Job, slot: _Slot, err: BaseException, queued: deque[_Job]) -> None:
+    def _collect(self, timeout: float) -> None:
+        ray = _ray()
+        refs = [*self._pending, *self._probes]
+        if not refs:
+            return
+        ready, rest = ray.wait(refs, num_returns=1, timeout=timeout)
+        if ready and rest:
+            ready += ray.wait(rest, num_returns=len(rest), timeout=0)[0]
+        for ref in ready:
+            if ref in self._probes:
+                self._probed(ref)
+                continue
+            job, slot = self._pending.pop(ref)
+            slot.inflight -= 1
+            try:
+                out, seconds, node = ray.get(ref)
+            except ray.exceptions.RayError as e:
+                self._failed(job, slot, e)
+                continue
+            slot.failures = 0
+            job.ref = None  # the input batch can leave the object store
+            self._bytes_out += out.nbytes
+            self.stats.seconds_actor += seconds
+            n, actor, node = len(job.frames), f"a{slot.rank}", self.pool.node_name(node)
+            self.stats.frames_per_actor[actor] = self.stats.frames_per_actor.get(actor, 0) + n
+            self.stats.frames_per_node[node] = self.stats.frames_per_node.get(node, 0) + n
+            self._ordered[job.seq] = (job, out)
+
+    def _retire(self, slot: _Slot, err: BaseException) -> None:
+        if slot.alive:
+            log.warning("%s: Ray actor %d retired: %s", self.label, slot.rank, _reason(err))
+        slot.alive = False
+
+    def _probe(self, slot: _Slot) -> None:
+        """Ask an actor Ray is restarting to answer; it gets batches again once it does."""
+        slot.ready = False
+        if slot.alive and slot.probe is None:
+            slot.probes += 1
+            slot.probe = slot.handle.info.remote()
+            self._probes[slot.probe] = slot
+
+    def _probed(self, ref: Any) -> None:
+        ray = _ray()
+        slot = self._probes.pop(ref)
+        slot.probe = None
+        try:
+            ray.get(ref)
+        except (ray.exceptions.ActorDiedError, ray.exceptions.RayTaskError) as e:
+            self._retire(slot, e)  # gone for good, or its restarted model failed to load
+        except ray.exceptions.RayError as e:
+            if slot.probes >= ACTOR_PROBE_LIMIT:
+                self._retire(slot, e)
+            self._probe(slot)
+        else:
+            slot.ready, slot.probes = True, 0
+
+    def _failed(self, job: _Job, slot: _Slot, err: BaseException) -> None:
         ray = _ray()
         self.stats.actor_failures += 1
         slot.failures += 1
         if isinstance(err, ray.exceptions.ActorDiedError) or (
             slot.failures >= ACTOR_FAILURE_LIMIT and len(self.pool.alive()) > 1
         ):
-            if slot.alive:
-                log.warning("%s: Ray actor %d retired: %s", self.label, slot.rank, _reason(err))
-            slot.alive = False
+            self._retire(slot, err)
+        elif isinstance(err, ray.exceptions.RayActorError):  # restarting or unreachable
+            self._probe(slot)
         first, last = job.frames[0].index, job.frames[-1].index
         if job.attempts > self.max_retries:
             raise ProcessingError(f"{self.label}: frames {first}-{last} failed {job.attempts} times on Ray "
                                   f"actors (max_retries {self.max_retries}); last error: {_reason(err)}")
         log.debug("%s: frames %d-%d failed on actor %d (%s); retrying", self.label, first, last, slot.rank, _reason(err))
         self.stats.retries += 1
-        queued.appendleft(job)
+        self._queued.appendleft(job)
