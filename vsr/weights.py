@@ -9,6 +9,7 @@ builtins.exec, subprocess, ...), so no code from a pickle ever runs. Converted f
 
 from __future__ import annotations
 
+import _compat_pickle
 import argparse
 import codecs
 import collections
@@ -163,6 +164,9 @@ def _placeholder(module: str, name: str) -> type:
 
 class SafeUnpickler(pickle.Unpickler):
     def find_class(self, module: str, name: str) -> Any:
+        # protocol < 3 pickles name Python 2 modules (__builtin__, copy_reg): map them as pickle does
+        module, name = _compat_pickle.NAME_MAPPING.get((module, name), (module, name))
+        module = _compat_pickle.IMPORT_MAPPING.get(module, module)
         if (module, name) in _SAFE:
             return _SAFE[(module, name)]
         if module == "torch" and isinstance(getattr(torch, name, None), torch.dtype):
@@ -170,7 +174,7 @@ class SafeUnpickler(pickle.Unpickler):
         root = module.split(".")[0]
         if (module, name) in _INERT_STDLIB:
             return _placeholder(module, name)
-        if root in sys.stdlib_module_names or root in ("builtins", "__builtin__", "__main__"):
+        if root in sys.stdlib_module_names or root in ("builtins", "__main__"):
             raise RefusedPickle(f"{module}.{name}")
         return _placeholder(module, name)  # other packages' classes (pytorch_lightning, numpy, ...): inert
 
@@ -190,8 +194,13 @@ def load_pickle(path: str | Path) -> Any:
     """A torch.save / pickle file, read without running any code from it (see module docstring)."""
     path = Path(path)
     try:
-        return torch.load(path, map_location="cpu", pickle_module=_SafePickleModule, weights_only=False,
-                          mmap=zipfile.is_zipfile(path))
+        try:  # zip files are memory-mapped: tensors are paged in from the file, not copied
+            return torch.load(path, map_location="cpu", pickle_module=_SafePickleModule, weights_only=False,
+                              mmap=zipfile.is_zipfile(path))
+        except RuntimeError as e:
+            if "mmap" not in str(e):
+                raise
+            return torch.load(path, map_location="cpu", pickle_module=_SafePickleModule, weights_only=False)
     except RefusedPickle as e:
         raise WeightsError(f"{path}: refused: the pickle calls {e}, which could run code; vsr only loads "
                            "tensors and plain containers from pickles") from None

@@ -534,7 +534,7 @@ def loader(model: str):
     """The registry's load function for preset ``model``."""
 
     def load(weights: Path | None, device: torch.device, dtype: torch.dtype) -> AdcSR:
-        sd, cfg = read_weights(model, weights, device=device if device.type != "meta" else "cpu")
+        sd, cfg = read_weights(model, weights, device=device)
         return instantiate(sd, cfg, device, dtype)
 
     return load
