@@ -7,6 +7,7 @@ and every behaviour they check also has a CPU test.
 from __future__ import annotations
 
 import math
+import os
 
 import numpy as np
 import pytest
@@ -318,6 +319,16 @@ def test_device_strings() -> None:
             resolve_device("mps")
 
 
+@pytest.mark.slow
+@pytest.mark.skipif(not os.environ.get("VSR_SLOW_TESTS"), reason="compiles for about a minute; VSR_SLOW_TESTS=1")
+def test_compile_matches_eager_and_fills_batches() -> None:
+    fr = frames(2, 60, 70)
+    compiled, up = run(TinyConv(), fr, tile=32, tile_overlap=8, batch=4, compile=True)
+    eager, _ = run(TinyConv(), fr, tile=32, tile_overlap=8, batch=4)
+    assert up.pad_batches and set(up.stats.batch_sizes) == {4}  # one static shape for the compiler
+    assert all(np.abs(a.astype(int) - b.astype(int)).max() <= 1 for a, b in zip(compiled, eager))
+
+
 # -- CUDA variants (skipped without a GPU; the CPU tests above cover the same behaviour) ----------
 
 
@@ -333,6 +344,17 @@ def test_cuda_graphs_match_eager_and_fp16_is_default() -> None:
     half, up16 = run(TinyConv(), fr, device="cuda", tile=32, tile_overlap=8, batch=4)
     assert up16.dtype == torch.float16 and up16.channels_last
     assert all(np.abs(a.astype(int) - b.astype(int)).max() <= 4 for a, b in zip(eager, half))
+
+
+@cuda
+@needs_cuda
+def test_cuda_compile_with_graphs_matches_eager() -> None:
+    fr = frames(2, 70, 90)
+    kw = dict(device="cuda", precision="fp32", tile=32, tile_overlap=8, batch=4)
+    eager, _ = run(TinyConv(), fr, cuda_graphs=False, **kw)
+    both, up = run(TinyConv(), fr, compile=True, cuda_graphs=True, **kw)
+    assert up.stats.graph_captures == 1
+    assert all(np.abs(a.astype(int) - b.astype(int)).max() <= 1 for a, b in zip(eager, both))
 
 
 @cuda
