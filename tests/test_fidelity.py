@@ -55,9 +55,9 @@ def write_yuv_patches(path: Path, space: int, full: bool, pix_fmt: str = "yuv444
     cc = vs.codec_context
     cc.colorspace, cc.color_range, cc.color_primaries, cc.color_trc = space, 2 if full else 1, space, space
     frame = av.VideoFrame(w, h, pix_fmt)
-    sub_w = av.VideoFormat(pix_fmt).chroma_width(w)
+    sub_w, sub_h = av.VideoFormat(pix_fmt).chroma_width(w), av.VideoFormat(pix_fmt).chroma_height(h)
     for p, plane in enumerate(planes):
-        arr = plane if p == 0 else plane[:, :: w // sub_w]
+        arr = plane if p == 0 else plane[:: h // sub_h, :: w // sub_w]
         data = arr.astype(dtype)
         frame.planes[p].update(np.ascontiguousarray(data).tobytes() if frame.planes[p].line_size == data.strides[0]
                                else _pad_rows(data, frame.planes[p].line_size))
@@ -322,3 +322,20 @@ def test_image_sequences_in_and_out(tmp_path: Path) -> None:
     # Matroska counts milliseconds, so 1/12 s is stored as its nearest millisecond.
     assert [t for t, _ in video_frames(video)] == [Fraction(round(i * 1000 / 12), 1000) for i in range(4)]
     assert run(str(frames / "reel_%05d.png"), "-o", str(out_pattern), "--model", "bicubic") == 2  # exists
+
+
+def test_decord_decoder_is_frame_exact(tmp_path: Path) -> None:
+    pytest.importorskip("decord", reason="decord ships x86-64 wheels only")  # installed by the test extra there
+    from vsr.video.reader import VideoReader
+
+    src = tmp_path / "vfr.mp4"
+    make_video(src, pts=[100, 140, 190, 200, 260, 300, 333, 400], size=(64, 32), audio_start=None)
+    with VideoReader(src, decoder="decord") as r:
+        got = [(f.pts, f.image) for f in r]
+    with av.open(str(src)) as c:  # PyAV's frames with FFmpeg's default conversion, as decord converts
+        want = [(f.pts, f.to_ndarray(format="rgb24")) for f in c.decode(c.streams.video[0])]
+    assert [p for p, _ in got] == [p for p, _ in want]  # the container's pts, every frame once
+    assert all(np.array_equal(a, b) for (_, a), (_, b) in zip(got, want))
+    deep = tmp_path / "deep.mkv"
+    write_yuv_patches(deep, 1, False, pix_fmt="yuv420p10le", depth=10)
+    assert run(str(deep), "-o", str(tmp_path / "x.mkv"), "--model", "bicubic", "--decoder", "decord") == 2

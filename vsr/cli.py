@@ -56,6 +56,8 @@ def _run_parser(sub: argparse._SubParsersAction) -> None:
                    help="option passed to the encoder (repeatable)")
     e.add_argument("--no-audio", dest="audio", action="store_false", default=S, help="drop audio streams")
     e.add_argument("--no-subtitles", dest="subtitles", action="store_false", default=S, help="drop subtitle streams")
+    e.add_argument("--decoder", default=S, choices=["pyav", "decord"],
+                   help="video decoder (decord: 8-bit sources, needs `pip install decord`)")
     e.add_argument("--deinterlace", default=S, choices=["auto", "on", "off", "double"],
                    help="bwdif before upscaling (auto: when the source is interlaced; double: a frame per field)")
     s = p.add_argument_group("section and files")

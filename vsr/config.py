@@ -46,6 +46,7 @@ class RunConfig:
     audio: bool = True
     subtitles: bool = True
     deinterlace: str = "auto"  # auto | on | off | double
+    decoder: str = "pyav"  # pyav | decord (8-bit only)
     fps: float | None = None  # frame rate of image-sequence inputs (a folder is a sequence only with it)
     encoder_opt: list[str] | None = None  # key=value options passed to the encoder
     queue_size: int = 8

@@ -250,7 +250,7 @@ def upscale_file(session: Session, src: Path, dst: Path | None = None, output_di
     config = session.config
     t0 = time.monotonic()
     reader = VideoReader(src, start=config.start, duration=config.duration, deinterlace=config.deinterlace,
-                         fps=config.fps)
+                         fps=config.fps, decoder=config.decoder)
     try:
         if reader.peek() is None:
             raise InputError(f"{src}: no video frame could be decoded" + (" in the requested section" if

@@ -15,12 +15,13 @@ from typing import Iterator
 import av
 import numpy as np
 
-from vsr.errors import InputError
+from vsr.errors import InputError, UsageError
 from vsr.video.color import ColorTags, RgbConverter, rgb_format
 from vsr.video.filters import Deinterlacer, wants_deinterlace
 from vsr.video.probe import IMAGE_FORMATS, open_input
 from vsr.video.sequence import is_sequence, open_sequence
 
+DECODERS = ("pyav", "decord")  # --decoder choices; PyAV is the default and reads every bit depth
 MAX_SIDE = 16384  # px; larger dimensions are treated as a damaged header, not an image to upscale
 
 
@@ -73,7 +74,11 @@ class VideoReader:
         duration: float | None = None,
         deinterlace: str = "off",
         fps: float | None = None,
+        decoder: str = "pyav",
     ) -> None:
+        if decoder not in DECODERS:
+            raise UsageError(f"--decoder {decoder!r}: use one of {', '.join(DECODERS)}")
+        self.decoder = decoder
         self.path = Path(path)
         self.start, self.duration, self.deinterlace = start, duration, deinterlace
         self.deinterlaced = False  # set by peek(): whether frames go through the deinterlacer
@@ -213,6 +218,13 @@ class VideoReader:
     def __iter__(self) -> Iterator[Frame]:
         first = self.peek()
         if first is None:
+            return
+        if self.decoder == "decord":
+            from vsr.video.decord_reader import decord_frames
+
+            if self.deinterlaced or self.sequence:
+                raise UsageError(f"{self.path}: --decoder decord reads plain video files, without deinterlacing")
+            yield from decord_frames(self.info, self.section_pts, bool(self.start or self.duration is not None))
             return
         convert = RgbConverter(self.info.color, self.info.bit_depth)
         index = 0
