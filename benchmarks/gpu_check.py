@@ -5,6 +5,7 @@ One prepared run, sized for a few minutes of device time:
 1. Model alone, 128x128 tiles, channels_last: eager fp32 (reference), eager fp16 / bf16, fp16 with a
    CUDA graph, fp16 torch.compile'd (optionally also inside a CUDA graph). Each output is compared
    with eager fp32 on the same input (relative L2 error) and timed (ms per 128² tile, CUDA events).
+   Compiled rows only at the largest batch (each shape is a new compile, a minute or more).
 2. The whole Upscaler on a 512x512 frame (25 tiles of 128, overlap 16): eager vs CUDA graphs vs
    compile + graphs, uint8 outputs compared, ms per tile end to end, and the NaN/OOM counters.
 
@@ -87,7 +88,7 @@ def model_rows(model32: torch.nn.Module, batches: list[int], do_compile: bool, d
                  ("eager", torch.bfloat16, mbf, False)]
         if device.type == "cuda":
             modes += [("cuda-graph", torch.float16, m16, True)]
-        if compiled is not None:
+        if compiled is not None and b == max(batches):  # each shape compiles anew: only the largest
             modes += [("compile", torch.float16, compiled, False)]
             modes += [("compile+graph", torch.float16, compiled, True)] if device.type == "cuda" else []
         for mode, dtype, fn, graph in modes:
