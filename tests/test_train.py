@@ -62,13 +62,13 @@ def fixed_batch(folder: Path) -> tuple[torch.Tensor, torch.Tensor]:
 def test_a_few_steps_lower_the_loss_and_export(images, tmp_path):
     out = tmp_path / "run"
     result = run("--data", str(images), "--out", str(out), "--steps", "40", "--lr", "0.003", "--ckpt-every", "20",
-                 "--num-feat", "8", "--num-conv", "2", *FAST)
+                 "--num-feat", "8", "--num-conv", "2", "--base", "nearest", *FAST)
     assert result["steps"] == 40
     assert (out / T.CHECKPOINT_NAME).is_file() and (out / T.EXPORT_NAME).is_file()
     hr, lr = fixed_batch(images)
     trained = load_model("compact", out / T.EXPORT_NAME)
     assert trained.config.num_feat == 8 and trained.config.num_conv == 2  # config travels in the metadata
-    untrained = compact.Compact(trained.config).eval()  # = nearest-neighbour upsampling
+    untrained = compact.Compact(trained.config).eval()  # = the bicubic base alone
     with torch.no_grad():
         assert F.l1_loss(trained(lr), hr) < F.l1_loss(untrained(lr), hr)
 
@@ -106,15 +106,15 @@ def test_bank_rebuild_matches_the_refreshed_bank(images):
 
 
 def test_distillation_and_adversarial_paths(images, tmp_path):
-    """Student learns toward a registered teacher (the bicubic baseline here) with the GAN on."""
+    """Student learns toward a registered teacher (the Lanczos baseline here) with the GAN on."""
     out = tmp_path / "distil"
-    run("--data", str(images), "--out", str(out), "--steps", "30", "--lr", "0.003", "--teacher", "bicubic",
-        "--gt-weight", "0", "--adv-weight", "0.001", "--num-feat", "8", "--num-conv", "2", *FAST)
+    run("--data", str(images), "--out", str(out), "--steps", "30", "--lr", "0.003", "--teacher", "lanczos",
+        "--gt-weight", "0", "--adv-weight", "0.001", "--num-feat", "8", "--num-conv", "2", "--base", "nearest", *FAST)
     state = torch.load(out / T.CHECKPOINT_NAME, weights_only=True)
     assert "disc" in state
     _, lr = fixed_batch(images)
     student = load_model("compact", out / T.EXPORT_NAME)
-    teacher = load_model("bicubic")
+    teacher = load_model("lanczos")
     untrained = compact.Compact(student.config).eval()
     with torch.no_grad():
         target = teacher(lr)

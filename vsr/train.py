@@ -59,6 +59,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     a("--teacher-weight", type=float, help="weight of L1 to the teacher's output")
     a("--num-feat", type=int)
     a("--num-conv", type=int)
+    a("--base", choices=["nearest", "bicubic"], help="residual base of the model (CompactConfig.base)")
     a("--bank-size", type=int)
     a("--bank-refresh", type=int)
     a("--ckpt-every", type=int)
@@ -78,7 +79,7 @@ def load_recipe(args: argparse.Namespace) -> dict[str, Any]:
                 "bank_size", "bank_refresh", "ckpt_every", "seed"):
         if getattr(args, key, None) is not None:
             t[key] = getattr(args, key)
-    for key in ("num_feat", "num_conv"):
+    for key in ("num_feat", "num_conv", "base"):
         if getattr(args, key, None) is not None:
             recipe["model"][key] = getattr(args, key)
     if t["crop"] % SCALE:
@@ -265,7 +266,7 @@ def train(args: argparse.Namespace, recipe: dict[str, Any]) -> dict[str, float]:
     data_dir = args.data or Path(recipe["data"]["dir"]) / "train"
     images = load_images(data_dir, t["crop"])
     degrade_cfg = D.load_config(args.degrade_config)
-    config = compact.CompactConfig(**{k: recipe["model"][k] for k in ("num_feat", "num_conv")})
+    config = compact.CompactConfig(**{k: recipe["model"][k] for k in ("num_feat", "num_conv", "base") if k in recipe["model"]})
     # channels_last: on CPU the conv backward runs about twice as fast in NHWC.
     with torch.random.fork_rng(devices=[]):  # initial weights from the seed, global RNG untouched
         torch.manual_seed(t["seed"])

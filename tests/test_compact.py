@@ -1,0 +1,99 @@
+"""The compact model: contract, weights file round trip, and the shipped weights beat bicubic."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from vsr import degrade as D
+from vsr.errors import WeightsError
+from vsr.models import MODELS, compact, load_model
+
+# A crop of scikit-image's coffee.png (CC0, Rachel Michetti): one of the held-out photos (DATA.md).
+HELD_OUT = Path(__file__).with_name("data") / "coffee_holdout.png"
+HELD_OUT_SEED = 0  # degradation seed of the held-out check
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
+    return float(10 * torch.log10(4.0 / F.mse_loss(a, b)))  # signals in [-1, 1]: peak-to-peak 2
+
+
+def test_contract_and_initial_state_is_the_base_interpolator():
+    model = compact.build().eval()
+    assert model.scale == 4 and model.multiple == 1
+    x = torch.rand(2, 3, 9, 13) * 2 - 1
+    with torch.no_grad():
+        y = model(x)
+    assert y.shape == (2, 3, 36, 52)
+    base = F.interpolate(x, scale_factor=4, mode="bicubic", align_corners=False)
+    torch.testing.assert_close(y, base)  # zero residual at init: exactly bicubic
+    nearest = compact.Compact(compact.CompactConfig(base="nearest")).eval()
+    with torch.no_grad():
+        torch.testing.assert_close(nearest(x), F.interpolate(x, scale_factor=4, mode="nearest"))
+
+
+def test_size_and_cost_fit_the_cpu_budget():
+    cfg = compact.CompactConfig()
+    n = compact.count_params(compact.build(cfg))
+    assert 100_000 < n < 250_000  # ~190 k parameters ran ~10 frames/s model-only at 176x144 here
+    assert compact.gflops_per_frame(cfg, 176, 144) < 10.0
+
+
+def test_save_load_round_trip_keeps_the_config(tmp_path):
+    cfg = compact.CompactConfig(num_feat=8, num_conv=3, base="bicubic")
+    torch.manual_seed(0)
+    model = compact.Compact(cfg)
+    torch.nn.init.normal_(model.body[-1].weight, std=0.01)
+    path = tmp_path / "c.safetensors"
+    compact.save(model, path)
+    loaded = load_model("compact", path)
+    assert loaded.config == cfg and not loaded.training
+    x = torch.rand(1, 3, 8, 8) * 2 - 1
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(x), model.eval()(x))
+
+
+def test_bad_weights_are_weights_errors(tmp_path):
+    with pytest.raises(WeightsError):
+        load_model("compact", tmp_path / "missing.safetensors")
+    junk = tmp_path / "junk.safetensors"
+    junk.write_bytes(b"not a safetensors file")
+    with pytest.raises(WeightsError):
+        load_model("compact", junk)
+    other = compact.Compact(compact.CompactConfig(num_feat=8, num_conv=1))
+    path = tmp_path / "other.safetensors"
+    from safetensors.torch import save_file
+
+    save_file({k: v.contiguous() for k, v in other.state_dict().items()}, str(path))  # no config metadata
+    with pytest.raises(WeightsError):
+        load_model("compact", path)
+
+
+def test_registered_and_shipped():
+    assert "compact" in MODELS and not MODELS["compact"].gpu_model
+    assert compact.SHIPPED_WEIGHTS.is_file(), "the package must ship compact.safetensors"
+    assert compact.SHIPPED_WEIGHTS.stat().st_size < 5 * 2**20
+
+
+def test_shipped_weights_beat_bicubic_on_a_held_out_image():
+    hr = np.asarray(Image.open(HELD_OUT).convert("RGB"))
+    lr = D.degrade_uint8(hr, HELD_OUT_SEED)
+    to_t = lambda a: torch.from_numpy(np.array(a)).permute(2, 0, 1)[None].float() / 127.5 - 1  # noqa: E731
+    x, target = to_t(lr), to_t(hr)
+    model, bicubic = load_model("compact"), load_model("bicubic")
+    with torch.no_grad():
+        ours, base = model(x).clamp(-1, 1), bicubic(x)
+    assert psnr(ours, target) > psnr(base, target)
