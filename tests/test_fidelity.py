@@ -339,3 +339,21 @@ def test_decord_decoder_is_frame_exact(tmp_path: Path) -> None:
     deep = tmp_path / "deep.mkv"
     write_yuv_patches(deep, 1, False, pix_fmt="yuv420p10le", depth=10)
     assert run(str(deep), "-o", str(tmp_path / "x.mkv"), "--model", "bicubic", "--decoder", "decord") == 2
+
+
+def test_hdr10_metadata_carried(tmp_path: Path) -> None:
+    from vsr.video.color import Hdr10
+
+    src = tmp_path / "hdr.mkv"
+    master = "G(13250,34500)B(7500,3000)R(34000,16000)WP(15635,16450)L(10000000,1)"
+    ffmpeg("-f", "lavfi", "-i", "testsrc=size=64x64:rate=25", "-frames:v", "4", "-pix_fmt", "yuv420p10le",
+           "-c:v", "libx265", "-x265-params", f"log-level=error:hdr10=1:master-display={master}:max-cll=1000,400:colorprim=bt2020:"
+           "transfer=smpte2084:colormatrix=bt2020nc",
+           "-color_primaries", "bt2020", "-color_trc", "smpte2084", "-colorspace", "bt2020nc", str(src))
+    out = tmp_path / "out.mkv"
+    assert run(str(src), "-o", str(out), "--model", "bicubic", "--scale", "1") == 0
+    with av.open(str(out)) as c:
+        cc = c.streams.video[0].codec_context
+        assert (cc.name, cc.pix_fmt, int(cc.color_trc), int(cc.color_primaries)) == ("hevc", "yuv420p10le", 16, 9)
+        hdr = Hdr10.of(next(c.decode(c.streams.video[0])))
+    assert hdr == Hdr10(master, "1000,400")

@@ -8,6 +8,7 @@ limited range for YUV), converts with them, and tags the output with the same va
 
 from __future__ import annotations
 
+import struct
 from dataclasses import dataclass
 
 import av
@@ -122,3 +123,48 @@ class YuvConverter:
             )
         self.tags.apply(frame)
         return frame
+
+
+# -- HDR10 static metadata ---------------------------------------------------------------------------
+# FFmpeg's AVMasteringDisplayMetadata: primaries R, G, B then white point as (x, y) rationals, min and
+# max luminance as rationals, then has_primaries, has_luminance (int32 each); AVContentLightMetadata:
+# MaxCLL, MaxFALL (uint32). x265 wants chromaticities in 0.00002 units, luminance in 0.0001 cd/m².
+_MDM = struct.Struct("<" + "ii" * 10 + "ii")
+_CLL = struct.Struct("<II")
+CHROMA_UNIT = 50000  # 1 / 0.00002
+LUMA_UNIT = 10000  # 1 / 0.0001 cd/m²
+
+
+@dataclass(frozen=True)
+class Hdr10:
+    """HDR10 static metadata in x265's notation (``master-display`` and ``max-cll`` values)."""
+
+    master_display: str | None = None  # e.g. "G(13250,34500)B(7500,3000)R(34000,16000)WP(15635,16450)L(10000000,1)"
+    max_cll: str | None = None  # "MaxCLL,MaxFALL", e.g. "1000,400"
+
+    @classmethod
+    def of(cls, frame: av.VideoFrame) -> Hdr10 | None:
+        master = light = None
+        for sd in frame.side_data:
+            name = getattr(sd.type, "name", str(sd.type))
+            data = bytes(sd)
+            if name == "MASTERING_DISPLAY_METADATA" and len(data) >= _MDM.size:
+                v = _MDM.unpack_from(data)
+                rat = [v[i] / v[i + 1] if v[i + 1] else 0.0 for i in range(0, 20, 2)]
+                has_primaries, has_luminance = v[20], v[21]
+                if has_primaries and has_luminance:
+                    (rx, ry, gx, gy, bx, by, wx, wy, lmin, lmax) = rat
+                    c = lambda x: round(x * CHROMA_UNIT)  # noqa: E731
+                    master = (f"G({c(gx)},{c(gy)})B({c(bx)},{c(by)})R({c(rx)},{c(ry)})"
+                              f"WP({c(wx)},{c(wy)})L({round(lmax * LUMA_UNIT)},{round(lmin * LUMA_UNIT)})")
+            elif name == "CONTENT_LIGHT_LEVEL" and len(data) >= _CLL.size:
+                light = "{},{}".format(*_CLL.unpack_from(data))
+        return cls(master, light) if master or light else None
+
+    def x265_params(self) -> str:
+        parts = ["hdr10=1", "repeat-headers=1"]
+        if self.master_display:
+            parts.append(f"master-display={self.master_display}")
+        if self.max_cll:
+            parts.append(f"max-cll={self.max_cll}")
+        return ":".join(parts)

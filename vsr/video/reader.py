@@ -16,7 +16,7 @@ import av
 import numpy as np
 
 from vsr.errors import InputError, UsageError
-from vsr.video.color import ColorTags, RgbConverter, rgb_format
+from vsr.video.color import ColorTags, Hdr10, RgbConverter, rgb_format
 from vsr.video.filters import Deinterlacer, wants_deinterlace
 from vsr.video.probe import IMAGE_FORMATS, open_input
 from vsr.video.sequence import is_sequence, open_sequence
@@ -50,6 +50,7 @@ class VideoInfo:
     sample_aspect_ratio: Fraction | None
     is_sequence: bool = False  # frames from a pattern or folder of images (no other streams)
     color: ColorTags = ColorTags()  # matrix, range, primaries, transfer as tagged (frame, else stream)
+    hdr: Hdr10 | None = None  # HDR10 mastering display / content light level of the first frame
     rotation: int = 0  # degrees, from the display matrix of the first frame
     field_order: str = "progressive"  # progressive | tt | bb | tb | bt | unknown
     metadata: dict = field(default_factory=dict)  # the video stream's own tags (language, title, ...)
@@ -188,7 +189,7 @@ class VideoReader:
                 return None
             frame_tags = ColorTags.of(first)
             color = frame_tags if frame_tags.colorspace != 2 or frame_tags.color_range else self.info.color
-            self.info = replace(self.info, color=color, rotation=int(first.rotation or 0))
+            self.info = replace(self.info, color=color, rotation=int(first.rotation or 0), hdr=Hdr10.of(first))
             if wants_deinterlace(self.deinterlace, self.info.field_order, bool(first.interlaced_frame)):
                 self._start_deinterlacer(first)
             else:
