@@ -357,3 +357,18 @@ def test_hdr10_metadata_carried(tmp_path: Path) -> None:
         assert (cc.name, cc.pix_fmt, int(cc.color_trc), int(cc.color_primaries)) == ("hevc", "yuv420p10le", 16, 9)
         hdr = Hdr10.of(next(c.decode(c.streams.video[0])))
     assert hdr == Hdr10(master, "1000,400")
+
+
+@pytest.mark.parametrize("ext", [".mov", ".mkv"])
+def test_timecode_track_kept(tmp_path: Path, ext: str) -> None:
+    base = tmp_path / "base.mp4"
+    make_video(base, n=3, size=(32, 32), audio_start=0.0)
+    src = tmp_path / "tc.mov"
+    ffmpeg("-i", str(base), "-c", "copy", "-timecode", "01:02:03:04", str(src))
+    out = tmp_path / f"out{ext}"
+    assert run(str(src), "-o", str(out), "--model", "bicubic") == 0
+    with av.open(str(out)) as c:
+        tags = {k.lower(): v for k, v in c.streams.video[0].metadata.items()}
+        assert tags["timecode"] == "01:02:03:04"
+        if ext == ".mov":  # QuickTime rebuilds its tmcd track from the tag
+            assert [s.metadata.get("timecode") for s in c.streams if s.type == "data"] == ["01:02:03:04"]

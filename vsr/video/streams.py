@@ -114,6 +114,7 @@ class StreamCopier:
         self.out, self.section = out, section  # section: (start, end or None) seconds in the input's timeline
         self.routes: dict[int, _Route] = {}
         self.copied = 0
+        self.timecode: str | None = None  # from a timecode data track, for the video stream's tags
         fmt = out.format.name
         self._copy_metadata(self.src.metadata, out.metadata)
         for s in self.src.streams:
@@ -183,6 +184,11 @@ class StreamCopier:
         self._finish(s, dst, "to_mov_text" if target == "mov_text" else "to_srt")
 
     def _add_data(self, s: av.stream.Stream) -> None:
+        if "timecode" in s.metadata:
+            # A timecode track (QuickTime tmcd): muxers rebuild it from the video stream's timecode tag.
+            self.timecode = s.metadata["timecode"]
+            log.info("timecode %s kept as the video stream's timecode", self.timecode)
+            return
         try:
             self._finish(s, self.out.add_stream_from_template(s), "copy")
         except (ValueError, av.error.FFmpegError) as e:

@@ -133,6 +133,8 @@ class VideoWriter:
                 seconds = (float(start * self.time_base), None if end is None else float(end * self.time_base))
             if not info.is_sequence:  # an image sequence has no other streams to carry
                 self.copier = StreamCopier(info.path, self.out, audio, subtitles, seconds)
+                if self.copier.timecode and "timecode" not in self.stream.metadata:
+                    self.stream.metadata["timecode"] = self.copier.timecode
             self.out.metadata.update(metadata or {})
         except BaseException:
             self.abort()
