@@ -123,6 +123,9 @@ def test_config_precedence(tmp_path: Path, monkeypatch, capsys) -> None:
     got = yaml.safe_load(capsys.readouterr().out)
     # default (scale 4) < user (crf) < --config (preset) < VSR_* (tile) < flags (batch)
     assert (got["scale"], got["crf"], got["preset"], got["tile"], got["batch"]) == (4, 20, "fast", 128, 7)
+    for preset in ("archive", "prores", "web", "hevc", "av1"):  # shipped presets load by name
+        assert main(["run", "in.mp4", "--config", preset, "--print-config"]) == 0
+        assert yaml.safe_load(capsys.readouterr().out)["codec"] in ("ffv1", "prores_ks", "libx264", "libx265", "libsvtav1")
     cfg.write_text("tiles: 3\n")
     assert main(["run", "in.mp4", "--config", str(cfg), "--print-config"]) == 2
     assert "unknown option(s) tiles" in capsys.readouterr().err

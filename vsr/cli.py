@@ -32,7 +32,7 @@ def _run_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="video or image files, folders or globs")
     p.add_argument("-o", "--output", type=Path, help="output file (one input only)")
     p.add_argument("--output-dir", type=Path, help="folder for the outputs (default: beside each input)")
-    p.add_argument("--config", type=Path, help="YAML file of options (see --print-config)")
+    p.add_argument("--config", help="YAML file of options, or a preset: archive, prores, web, hevc, av1")
     p.add_argument("--print-config", action="store_true", help="print the merged configuration and exit")
     g = p.add_argument_group("model")
     g.add_argument("--model", default=S, help="model name (see `vsr weights list`); default: best available")

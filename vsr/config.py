@@ -18,6 +18,11 @@ from vsr.errors import UsageError
 
 DEFAULT_CONFIG = Path(__file__).parent / "configs" / "default.yaml"
 ENV_PREFIX = "VSR_"
+PRESETS = Path(__file__).parent / "configs" / "presets"  # `--config NAME` finds NAME.yaml here
+
+
+def presets() -> list[str]:
+    return sorted(p.stem for p in PRESETS.glob("*.yaml"))
 
 
 def user_config_path() -> Path:
@@ -136,8 +141,10 @@ def load_config(
         merged.update(_read_yaml(user))
     if config_file is not None:
         path = Path(config_file)
+        if not path.is_file() and (PRESETS / f"{config_file}.yaml").is_file():
+            path = PRESETS / f"{config_file}.yaml"  # a named preset shipped with vsr
         if not path.is_file():
-            raise UsageError(f"{path}: config file not found")
+            raise UsageError(f"{path}: config file not found; presets: {', '.join(presets())}")
         merged.update(_read_yaml(path))
     merged.update(_read_env(os.environ if environ is None else environ))
     merged.update({k: v for k, v in (flags or {}).items() if k in _FIELDS})
