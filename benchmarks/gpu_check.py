@@ -6,7 +6,9 @@ One prepared run, sized for a few minutes of device time:
    CUDA graph, fp16 torch.compile'd (optionally also inside a CUDA graph). Each output is compared
    with eager fp32 on the same input (relative L2 error) and timed (ms per 128² tile, CUDA events).
    Compiled rows only at the largest batch (each shape is a new compile, a minute or more).
-2. The whole Upscaler on a 512x512 frame (25 tiles of 128, overlap 16): eager vs CUDA graphs vs
+2. fp16 (CUDA graph) at tiles 96..192: ms per tile, per 128²-equivalent and per 1080p frame with
+   the real tile plan, to settle engine.DEFAULT_TILE on the GPU.
+3. The whole Upscaler on a 512x512 frame (25 tiles of 128, overlap 16): eager vs CUDA graphs vs
    compile + graphs, uint8 outputs compared, ms per tile end to end, and the NaN/OOM counters.
 
     python -m pytest -m cuda tests/test_engine.py -q     # the CUDA unit tests first (seconds)
@@ -29,7 +31,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from vsr import engine  # noqa: E402
+from vsr import engine, tiling  # noqa: E402
 from vsr.models import adcsr  # noqa: E402
 
 TILE = 128  # LR px: the unit of issue 4's targets
@@ -147,11 +149,30 @@ def engine_rows(model32: torch.nn.Module, device: torch.device, batch: int, do_c
     return rows
 
 
+def sweep_rows(model32: torch.nn.Module, device: torch.device, tiles: list[int], batch: int, warmup: int,
+               iters: int) -> list[dict]:
+    """fp16 cost per 1080p frame by tile size (CUDA graph where available): settles DEFAULT_TILE."""
+    m16, rows = copy.deepcopy(model32).half(), []
+    for t in tiles:
+        x = test_image(batch, t, device).half().contiguous(memory_format=torch.channels_last)
+        try:
+            run = engine._Graph(m16, x) if device.type == "cuda" else m16
+            _, ms = timed(run, x, warmup, iters)
+        except torch.OutOfMemoryError:
+            torch.cuda.empty_cache()
+            continue
+        plan = tiling.make_plan(1080, 1920, tile=t, overlap=engine.DEFAULT_TILE_OVERLAP, multiple=16, scale=4)
+        rows.append({"tile": t, "batch": batch, "ms_per_tile": ms / batch, "ms_per_128": ms / batch * (TILE / t) ** 2,
+                     "tiles_per_1080p": plan.count, "ms_per_1080p": ms / batch * plan.count})  # fmt: skip
+    return rows
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--batches", default="1,8,32")
     ap.add_argument("--engine-batch", type=int, default=32)
     ap.add_argument("--no-compile", action="store_true")
+    ap.add_argument("--tile-sweep", default="96,128,160,192", help="fp16 tile sizes for the per-frame cost")
     ap.add_argument("--json", help="also write the rows here")
     ap.add_argument("--cpu-smoke", action="store_true",
                     help="exercise this script on the CPU with adcsr-tiny, small tiles, no graphs (no timings)")
@@ -173,6 +194,8 @@ def main() -> int:
     print(f"{name}, torch {torch.__version__}, AdcSR {'tiny' if smoke else 'full width'}, random weights, {tile}² tiles")
     with torch.inference_mode():
         rows = model_rows(model32, batches, not a.no_compile and not smoke, device, tile, warmup, iters)
+        srows = sweep_rows(model32, device, [32, 48] if smoke else [int(t) for t in a.tile_sweep.split(",")],
+                           2 if smoke else a.engine_batch, warmup, iters)  # fmt: skip
         erows = engine_rows(model32, device, 2 if smoke else a.engine_batch, not a.no_compile, tile, size,
                             iters, "bf16" if smoke else "fp16")  # fmt: skip
     bad = []
@@ -187,6 +210,11 @@ def main() -> int:
         print(f"{r['mode']:<14} {r['dtype']:<9} {r['batch']:>5} {r['ms_per_forward']:>11.2f} {r['ms_per_tile']:>8.2f}"
               f" {r['rel_err_vs_fp32']:>16.2e} {r['rel_err_vs_eager']:>9.2e}  {str(r['finite']):<6}"
               f" {r['setup_s']:>8.1f}{'' if ok else '  FAIL'}")
+    print(f"\ntile sweep (fp16{', CUDA graph' if device.type == 'cuda' else ''})  batch  ms/tile  ms/128²"
+          "  tiles/1080p  ms/1080p frame")
+    for r in srows:
+        print(f"{r['tile']:>31} {r['batch']:>6} {r['ms_per_tile']:>8.2f} {r['ms_per_128']:>8.2f}"
+              f" {r['tiles_per_1080p']:>12} {r['ms_per_1080p']:>15.1f}")
     print(f"\nengine ({size}x{size} frame, {'bf16' if smoke else 'fp16'}, adain)  batch  ms/tile  s/frame  max diff vs eager  nan  oom  graphs  setup s")
     for r in erows:
         ok = r["max_diff_vs_eager"] <= UINT8_TOL
@@ -196,7 +224,7 @@ def main() -> int:
               f" {r['setup_s']:>8.1f}{'' if ok else '  FAIL'}")
     if a.json:
         Path(a.json).write_text(json.dumps({"device": name, "torch": torch.__version__, "model": rows,
-                                            "engine": erows}, indent=1))  # fmt: skip
+                                            "tile_sweep": srows, "engine": erows}, indent=1))  # fmt: skip
     print("\nOK: every GPU path agrees within tolerance" if not bad else f"\nFAILED: {len(bad)} row(s) out of tolerance")
     return 1 if bad else 0
 

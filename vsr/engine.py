@@ -37,7 +37,8 @@ from vsr.errors import ProcessingError, UsageError
 # Default tile, LR px. AdcSR's self-attention grows with the square of the tile area: on an H200
 # 256² tiles cost 12.4 ms per 128²-equivalent against ~4 ms at 128², while tiles under 128 spend a
 # growing share on overlap ((T / (T - overlap))² = 1.31 at 128, 1.78 at 64). AdcSR was trained on
-# 128² LR crops. 128 is the cheapest per output pixel measured; benchmarks/tiles.py prints the table.
+# 128² LR crops. On this CPU (benchmarks/README.md) reduced-width models were cheapest per frame at
+# 96-128; the GPU tile sweep in benchmarks/gpu_check.py is what should confirm or move this.
 DEFAULT_TILE = 128
 DEFAULT_TILE_OVERLAP = 16  # LR px; 64 output px of feather at x4, zero weight on the outer 4 LR px
 DEFAULT_BATCH = 16  # tiles per forward; H200 fp16 is near its best from 16-32; OOM halves it
