@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from media import make_video
+from media import make_image, make_video
 from vsr.cli import main
 from vsr.config import RunConfig
 from vsr.pipeline import choose_executor, open_session, read_rgb, upscale_file
@@ -140,6 +140,10 @@ def test_private_ray_loopback_no_dashboard_identical(clip: Path, reference, tmp_
     assert stats["actors"] == 2 and sorted(stats["frames_per_actor"]) == ["a0", "a1"]
     assert all(n > 0 for n in stats["frames_per_actor"].values()) and sum(stats["frames_per_actor"].values()) == FRAMES
     assert stats["retries"] == 0 and stats["frames_written"] == FRAMES
+    # Backpressure: at most K batches per actor, a bounded reorder window, bounded frames in memory.
+    assert 1 <= stats["peak_inflight_per_actor"] <= RunConfig().inflight_per_worker
+    assert stats["peak_outstanding"] <= ray_pool.REORDER_SLACK * RunConfig().inflight_per_worker * 2
+    assert stats["peak_frames_alive"] <= stats["frame_bound"]
     # Data movement: one uint8 RGB frame each way, plus nothing per frame (arrays, not lists).
     assert stats["bytes_in_per_frame"] == SIZE[0] * SIZE[1] * 3
     assert stats["bytes_out_per_frame"] == SIZE[0] * SIZE[1] * 3 * 16
@@ -171,12 +175,19 @@ def cluster():
 
 
 def test_cli_two_nodes_identical(cluster, clip: Path, reference, tmp_path: Path, capsys) -> None:
-    out = tmp_path / "two nodes.mkv"
-    args = ["run", str(clip), "-o", str(out), "--model", "bicubic", "--batch", "2", "--codec", "ffv1",
-            "--pix-fmt", "yuv444p", "--progress", "none", "--executor", "ray", "--workers", "2",
-            "--ray-address", cluster.address]
+    """`vsr run` joins the cluster; a video and a 16-bit image go through the same actors."""
+    image = tmp_path / "deep.png"
+    pixels = make_image(image, size=(20, 18), depth=16)
+    local = open_session(RunConfig(executor="local", model="bicubic")).upscaler.upscale([pixels], (80, 72))[0]
+    outdir = tmp_path / "out"
+    outdir.mkdir()
+    args = ["run", str(clip), str(image), "--output-dir", str(outdir), "--model", "bicubic", "--batch", "2",
+            "--codec", "ffv1", "--pix-fmt", "yuv444p", "--progress", "none", "--executor", "ray",
+            "--workers", "2", "--ray-address", cluster.address]
     assert main(args) == 0
-    assert same(out, reference)
+    assert same(outdir / "clip_x4.mkv", reference)
+    got = read_rgb(outdir / "deep_x4.png")[0]
+    assert got.dtype == np.uint16 and np.array_equal(got, local), "uint16 frames travel unchanged"
     err = capsys.readouterr().err
     line = re.search(r"ray: 2 actor\(s\), 0 retries; frames per actor (.*); per node (.*)", err)
     assert line, err

@@ -1,17 +1,12 @@
 """Ray executor: one Upscaler actor per GPU (fractional-CPU actors without GPUs), ordered, retried.
 
-The driver decodes on a thread exactly as the local executor does (this class reuses its decode and
-encode threads and its ``run``); the middle thread is a dispatcher instead of a model. It stacks
-consecutive frames into one (N, H, W, 3) uint8/uint16 array per batch, puts it once into the object
-store, keeps at most ``inflight_per_worker`` batches in flight per actor, collects results with
-``ray.wait``, and hands frames to the encoder in frame order from a bounded reorder window.
-
-A batch whose actor raised, died or is being restarted by Ray (``max_restarts``) goes back to the
-front of the queue and to another live actor where there is one; a batch that failed
-``max_retries + 1`` times, or an empty pool, ends the run with ProcessingError.
-
-Ray is imported lazily, so the local path never pays for it. When vsr starts Ray itself it runs with
-the dashboard off and every server bound to the loopback interface.
+The driver reuses the local executor's decode and encode threads and ``run``; its middle thread is a
+dispatcher: it stacks consecutive frames into one (N, H, W, 3) uint8/uint16 array per batch, puts it
+once into the object store, keeps at most ``inflight_per_worker`` batches in flight per actor,
+collects results with ``ray.wait`` and hands frames on in order from a bounded reorder window. A batch
+whose actor raised, died or is being restarted by Ray goes to another live actor where there is one;
+one that failed ``max_retries + 1`` times, or an empty pool, ends the run with ProcessingError.
+Ray is imported lazily. When vsr starts Ray itself: no dashboard, every server on loopback.
 """
 
 from __future__ import annotations
@@ -108,11 +103,11 @@ class UpscalerActor:
             self.error = e
 
     def info(self) -> dict:
+        from vsr.pipeline import weights_digest
+
         if self.error is not None:
             raise self.error
         ctx = _ray().get_runtime_context()
-        from vsr.pipeline import weights_digest
-
         return {"node": ctx.get_node_id(), "pid": os.getpid(), "device": str(self.upscaler.device),
                 "gpus": ctx.get_accelerator_ids().get("GPU", []), "weights_hash": weights_digest(self.upscaler.model)}
 
@@ -135,13 +130,9 @@ class UpscalerActor:
 
 
 def _test_hook() -> dict:
-    hook: dict = {}
-    if os.environ.get(TEST_FAIL_ENV):
-        rank, after, *mode = os.environ[TEST_FAIL_ENV].split(":")
-        hook["fail"] = (rank, int(after), mode[0] if mode else "raise")
-    if os.environ.get(TEST_DELAY_ENV):
-        hook["delay_s"] = float(os.environ[TEST_DELAY_ENV])
-    return hook
+    fail, delay = os.environ.get(TEST_FAIL_ENV), os.environ.get(TEST_DELAY_ENV)
+    rank, after, mode = ((fail + ":raise").split(":")[:3]) if fail else ("", "0", "")
+    return {"fail": (rank, int(after), mode) if fail else None, "delay_s": float(delay) if delay else 0.0}
 
 
 def _reason(err: BaseException) -> str:
@@ -267,6 +258,8 @@ class RayStats(ExecutorStats):
     bytes_out_per_frame: float = 0.0  # bytes fetched from the object store per output frame
     driver_cpu_s_per_frame: float = 0.0  # CPU seconds of the whole driver process per frame
     dispatch_cpu_s_per_frame: float = 0.0  # of which the dispatch thread (put, submit, wait, get)
+    peak_inflight_per_actor: int = 0  # most batches submitted to one actor at once (<= inflight_per_worker)
+    peak_outstanding: int = 0  # most batches submitted and not yet written (<= the reorder window)
 
     def note(self) -> str:
         actors = " ".join(f"{k}:{v}" for k, v in sorted(self.frames_per_actor.items()))
@@ -341,6 +334,7 @@ class RayExecutor(LocalExecutor):
                 meta = [replace(f, image=_NO_IMAGE) for f in gathering]
                 self._queued.append(_Job(seq, meta, _ray().put(stacked), stacked.nbytes))
                 seq, gathering = seq + 1, []
+                self.stats.peak_outstanding = max(self.stats.peak_outstanding, seq - emit)
                 del stacked, meta
             self._submit()
             want = not eof and not self._queued and seq - emit < self.window
@@ -371,6 +365,7 @@ class RayExecutor(LocalExecutor):
             job.attempts += 1
             job.tried.add(slot.rank)
             slot.inflight += 1
+            self.stats.peak_inflight_per_actor = max(self.stats.peak_inflight_per_actor, slot.inflight)
             self._bytes_in += job.nbytes
             self._pending[slot.handle.upscale.remote(job.ref, self.out_size)] = (job, slot)
         if self._queued and not self.pool.alive():
