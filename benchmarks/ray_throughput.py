@@ -84,16 +84,16 @@ def main() -> None:
         finally:
             ray_pool._ray().shutdown()
     print(f"{a.frames} frames {w}x{h} → ×4, ffv1 in and out")
-    head = f"| {'model':<8} | {'executor':<8} | {'actors':>6} | {'torch threads':>13} | {'start s':>7} | {'frames/s':>8} | " \
-           f"{'driver CPU ms/frame':>19} | {'dispatch ms/frame':>17} | {'KiB in/frame':>12} | " \
-           f"{'KiB out/frame':>13} | frames per actor |"
-    print(head)
-    print("|" + "|".join("-" * (len(c)) for c in head.split("|")[1:-1]) + "|")
+    cols = [("model", "model", "s"), ("executor", "executor", "s"), ("actors", "actors", "s"),
+            ("torch threads", "threads", "d"), ("start s", "startup_s", ".1f"), ("frames/s", "fps", ".1f"),
+            ("driver CPU ms/frame", "cpu_ms", ".2f"), ("dispatch ms/frame", "dispatch_ms", ".2f"),
+            ("KiB in/frame", "kib_in", ".1f"), ("KiB out/frame", "kib_out", ".1f"),
+            ("frames per actor", "per_actor", "s")]
+    print("| " + " | ".join(title for title, _, _ in cols) + " |")
+    print("|" + "|".join("-" * (len(title) + 2) for title, _, _ in cols) + "|")
     for r in rows:
-        print(f"| {r['model']:<8} | {r['executor']:<8} | {r['actors']!s:>6} | {r['threads']:>13} | {r['startup_s']:>7.1f} | "
-              f"{r['fps']:>8.1f} | {r['cpu_ms']:>19.2f} | {r['dispatch_ms']:>17.2f} | {r['kib_in']:>12.1f} | "
-              f"{r['kib_out']:>13.1f} | {r['per_actor']} |")
-
+        cells = [format(r[key] if fmt != "s" else str(r[key]), fmt) for _, key, fmt in cols]
+        print("| " + " | ".join(c.rjust(len(title)) for c, (title, _, _) in zip(cells, cols)) + " |")
 
 if __name__ == "__main__":
     main()

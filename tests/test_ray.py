@@ -34,8 +34,8 @@ LOSSLESS = {"codec": "ffv1", "pix_fmt": "yuv444p"}
 BASE = dict(model="bicubic", progress="none", batch=2, **LOSSLESS)  # batch 2 → 2 frames per Ray batch
 START_TIMEOUT_S = 30.0  # seconds for Ray's processes to go away after a shutdown
 KILL_AFTER_S = 0.3  # seconds into a run at which the kill test kills an actor
-BATCH_DELAY_S = 0.2
-CRASH_AFTER = 4  # batches a crashing actor finishes per life (10 batches, Ray allows 2 restarts)  # seconds each actor sleeps per batch in the kill test (so the run lasts)
+BATCH_DELAY_S = 0.2  # seconds each actor sleeps per batch in the kill test (so the run lasts)
+CRASH_AFTER = 4  # batches a crashing actor finishes per life (10 batches, Ray allows 2 restarts)
 
 
 @pytest.fixture(scope="module")

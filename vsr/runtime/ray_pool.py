@@ -18,7 +18,7 @@ import queue
 import time
 from collections import deque
 from dataclasses import dataclass, field, replace
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 
@@ -47,26 +47,6 @@ def _ray() -> Any:
     return ray
 
 
-@contextlib.contextmanager
-def _loopback_only() -> Iterator[None]:
-    """Ray binds its servers to the node IP; on Linux it resolves even 127.0.0.1 to the outward
-    address unless clusters are switched off, as Ray itself does on macOS and Windows. Switch them
-    off for a private local instance (this process and the servers it starts), then restore."""
-    from ray._private import ray_constants
-
-    name = ray_constants.ENABLE_RAY_CLUSTERS_ENV_VAR
-    old_env, old_flag = os.environ.get(name), ray_constants.ENABLE_RAY_CLUSTER
-    os.environ[name], ray_constants.ENABLE_RAY_CLUSTER = "0", False
-    try:
-        yield
-    finally:
-        ray_constants.ENABLE_RAY_CLUSTER = old_flag
-        if old_env is None:
-            os.environ.pop(name, None)
-        else:
-            os.environ[name] = old_env
-
-
 def connect(address: str | None) -> bool:
     """Join ``address`` ("auto": the cluster running on this machine) or start a private local Ray
     (no dashboard, loopback only). Reuses a connection the host program made. True if it called
@@ -75,14 +55,27 @@ def connect(address: str | None) -> bool:
     if ray.is_initialized():
         return False
     quiet = {"log_to_driver": False, "logging_level": logging.ERROR}
+    # Ray binds its servers to the node IP, and on Linux resolves even 127.0.0.1 to the outward
+    # address unless clusters are switched off (as Ray does on macOS and Windows): switch them off
+    # for a private instance, in this process and the servers it starts, then restore.
+    from ray._private import ray_constants as rc
+
+    name = rc.ENABLE_RAY_CLUSTERS_ENV_VAR
+    saved = (os.environ.get(name), rc.ENABLE_RAY_CLUSTER)
     try:
         if address:
             ray.init(address=address, **quiet)
         else:
-            with _loopback_only():
-                ray.init(address="local", include_dashboard=False, _node_ip_address=LOOPBACK, **quiet)
+            os.environ[name], rc.ENABLE_RAY_CLUSTER = "0", False
+            ray.init(address="local", include_dashboard=False, _node_ip_address=LOOPBACK, **quiet)
     except (ConnectionError, ValueError, RuntimeError) as e:
         raise UsageError(f"--ray-address {address or '(local)'}: cannot start or join Ray ({e})") from e
+    finally:
+        if saved[0] is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = saved[0]
+        rc.ENABLE_RAY_CLUSTER = saved[1]
     return True
 
 
@@ -191,8 +184,8 @@ class RayPool:
         remote = ray.remote(max_restarts=ACTOR_MAX_RESTARTS, max_task_retries=0)(UpscalerActor)
         cfg, hook = self.config.to_dict(), _test_hook()
         for rank in range(workers):
-            handle = remote.options(scheduling_strategy="SPREAD", **options).remote(cfg, self.model, device, threads, rank, hook)
-            self.slots.append(_Slot(rank, handle))
+            actor = remote.options(scheduling_strategy="SPREAD", **options)
+            self.slots.append(_Slot(rank, actor.remote(cfg, self.model, device, threads, rank, hook)))
         try:
             infos = ray.get([s.handle.info.remote() for s in self.slots], timeout=ACTOR_START_TIMEOUT_S)
         except ray.exceptions.GetTimeoutError as e:
@@ -301,19 +294,10 @@ class RayExecutor(LocalExecutor):
         in Ray's object store (at most ``window`` input and output batches)."""
         return 2 * self.queue_size + self.group + 2 + self.window * self.group
 
-    def run(self, frames: Any, sink: Any, on_frame: Any = None, on_tick: Any = None) -> RayStats:
-        cpu0 = time.process_time()
-        super().run(frames, sink, on_frame, on_tick)
-        n = max(self.stats.frames_written, 1)
-        self.stats.driver_cpu_s_per_frame = (time.process_time() - cpu0) / n
-        self.stats.bytes_in_per_frame = self._bytes_in / max(self.stats.frames_read, 1)
-        self.stats.bytes_out_per_frame = self._bytes_out / n
-        return self.stats
-
     # -- dispatch thread ----------------------------------------------------------------------------
 
     def _work(self, q_in: queue.Queue, q_out: queue.Queue) -> None:
-        cpu0 = time.thread_time()
+        cpu0, process_cpu0 = time.thread_time(), time.process_time()  # the decoder starts at the same time
         gathering: list[Frame] = []
         seq = emit = 0
         eof = False
@@ -351,14 +335,18 @@ class RayExecutor(LocalExecutor):
                 emit += 1
             if eof and not gathering and not self._queued and not self._pending and emit == seq:
                 break
-        self.stats.dispatch_cpu_s_per_frame = (time.thread_time() - cpu0) / max(self.stats.frames_read, 1)
+        n = max(self.stats.frames_read, 1)
+        self.stats.dispatch_cpu_s_per_frame = (time.thread_time() - cpu0) / n
+        self.stats.driver_cpu_s_per_frame = (time.process_time() - process_cpu0) / n
+        self.stats.bytes_in_per_frame, self.stats.bytes_out_per_frame = self._bytes_in / n, self._bytes_out / n
         self._put(q_out, _DONE)
 
     def _submit(self) -> None:
         while self._queued:
             free = [s for s in self.pool.alive() if s.ready and s.inflight < self.inflight]
             job = self._queued[0]
-            slot = min([s for s in free if s.rank not in job.tried] or free, key=lambda s: (s.inflight, s.rank), default=None)
+            fresh = [s for s in free if s.rank not in job.tried]  # an actor this batch has not failed on
+            slot = min(fresh or free, key=lambda s: (s.inflight, s.rank), default=None)
             if slot is None:
                 break
             self._queued.popleft()
@@ -441,6 +429,7 @@ class RayExecutor(LocalExecutor):
         if job.attempts > self.max_retries:
             raise ProcessingError(f"{self.label}: frames {first}-{last} failed {job.attempts} times on Ray "
                                   f"actors (max_retries {self.max_retries}); last error: {_reason(err)}")
-        log.debug("%s: frames %d-%d failed on actor %d (%s); retrying", self.label, first, last, slot.rank, _reason(err))
+        log.debug("%s: frames %d-%d failed on actor %d (%s); retrying", self.label, first, last, slot.rank,
+                  _reason(err))
         self.stats.retries += 1
         self._queued.appendleft(job)
