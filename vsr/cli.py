@@ -58,6 +58,9 @@ def _run_parser(sub: argparse._SubParsersAction) -> None:
     e.add_argument("--no-subtitles", dest="subtitles", action="store_false", default=S, help="drop subtitle streams")
     e.add_argument("--decoder", default=S, choices=["pyav", "decord"],
                    help="video decoder (decord: 8-bit sources, needs `pip install decord`)")
+    e.add_argument("--encoder", default=S, choices=["pyav", "ffmpeg"],
+                   help="who runs --codec: PyAV, or an ffmpeg binary (PATH, else imageio-ffmpeg's) for VAAPI, QSV, "
+                        "VideoToolbox and other encoders PyAV lacks; needs `pip install 'vsr[ffmpeg]'`")
     e.add_argument("--deinterlace", default=S, choices=["auto", "on", "off", "double"],
                    help="bwdif before upscaling (auto: when the source is interlaced; double: a frame per field)")
     s = p.add_argument_group("section and files")

@@ -52,6 +52,7 @@ class RunConfig:
     subtitles: bool = True
     deinterlace: str = "auto"  # auto | on | off | double
     decoder: str = "pyav"  # pyav | decord (8-bit only)
+    encoder: str = "pyav"  # pyav | ffmpeg (an ffmpeg binary, for VAAPI, QSV, VideoToolbox, ... encoders)
     fps: float | None = None  # frame rate of image-sequence inputs (a folder is a sequence only with it)
     encoder_opt: list[str] | None = None  # key=value options passed to the encoder
     queue_size: int = 8

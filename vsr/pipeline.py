@@ -26,6 +26,7 @@ from vsr.runtime.local import LocalExecutor
 
 if TYPE_CHECKING:
     from vsr.runtime.ray_pool import RayPool
+    from vsr.video.ffmpeg_writer import FFmpegWriter
 from vsr import __version__
 from vsr.video.encoders import EncodeSettings, choose_encoder, default_pix_fmt, parse_encoder_opts
 from vsr.video.reader import VideoInfo, VideoReader
@@ -46,6 +47,7 @@ from vsr.video.writer import (
 log = logging.getLogger("vsr")
 
 EXECUTORS = ("auto", "local", "ray")
+ENCODERS = ("pyav", "ffmpeg")  # --encoder: who runs the video encoder
 SCALES = (1, 2, 3, 4)  # accepted --scale values
 PARTIAL_SUFFIX = ".partial"
 
@@ -106,6 +108,8 @@ def check_config(config: RunConfig) -> None:
         raise UsageError(f"queue_size {config.queue_size} must be at least 1")
     if config.workers is not None and config.workers < 1:
         raise UsageError(f"--workers {config.workers} must be at least 1")
+    if config.encoder not in ENCODERS:
+        raise UsageError(f"--encoder {config.encoder!r}: use one of {', '.join(ENCODERS)}")
     if config.inflight_per_worker < 1 or config.max_retries < 0:
         raise UsageError(f"inflight_per_worker {config.inflight_per_worker} must be >= 1 and "
                          f"max_retries {config.max_retries} >= 0")
@@ -158,6 +162,23 @@ def open_session(config: RunConfig) -> Session:
     return Session(config, name, upscaler, weights_digest(upscaler.model))
 
 
+def _codec(config: RunConfig, source_pix_fmt: str) -> str:
+    """The video encoder, checked against what will run it: PyAV, or the ffmpeg binary (--encoder ffmpeg)."""
+    if config.encoder == "ffmpeg":
+        from vsr.video import ffmpeg_writer
+
+        return ffmpeg_writer.choose_encoder(config.codec, source_pix_fmt)
+    return choose_encoder(config.codec, source_pix_fmt)
+
+
+def _holds(config: RunConfig, ext: str, codec: str) -> bool:
+    if config.encoder == "ffmpeg":
+        from vsr.video import ffmpeg_writer
+
+        return ffmpeg_writer.container_holds(ext, codec)
+    return container_holds(ext, codec)
+
+
 def suffix_for(config: RunConfig) -> str:
     return f"_{config.height}p" if config.height else f"_x{config.scale}"
 
@@ -173,8 +194,8 @@ def default_output(src: Path, config: RunConfig, info: VideoInfo, output_dir: Pa
     if info.is_image:
         ext = ext if ext in IMAGE_CODECS else ".png"
     else:
-        encoder = choose_encoder(config.codec, info.pix_fmt)
-        if not container_holds(ext, encoder):
+        encoder = _codec(config, info.pix_fmt)
+        if not _holds(config, ext, encoder):
             log.info("%s: %s cannot hold %s with its timing; writing %s", src.name, ext or "(no extension)",
                      encoder, FALLBACK_EXT)
             ext = FALLBACK_EXT
@@ -197,8 +218,8 @@ def check_output(src: Path, dst: Path, config: RunConfig, info: VideoInfo) -> No
     elif not is_image:
         if ext not in CONTAINERS:
             raise UsageError(f"{dst}: unknown video container {ext!r}; use one of {', '.join(CONTAINERS)}")
-        codec = choose_encoder(config.codec, info.pix_fmt)
-        if not container_holds(ext, codec):
+        codec = _codec(config, info.pix_fmt)
+        if not _holds(config, ext, codec):
             raise UsageError(f"{dst}: {ext} cannot hold {codec} with the input's timing; use .mkv")
     folder = dst.parent
     if not folder.is_dir():
@@ -224,12 +245,16 @@ def output_size(info: VideoInfo, config: RunConfig, pix_fmt: str | None) -> tupl
 
 def encode_settings(info: VideoInfo, config: RunConfig) -> EncodeSettings:
     """The source's chroma and bit depth kept by default: libx264 for 8-bit, libx265 above."""
-    codec = choose_encoder(config.codec, info.pix_fmt)
+    codec = _codec(config, info.pix_fmt)
+    if config.encoder == "ffmpeg":
+        from vsr.video.ffmpeg_writer import default_pix_fmt as default_fmt
+    else:
+        default_fmt = default_pix_fmt
     return EncodeSettings(
         codec=codec,
         crf=config.crf,
         preset=config.preset,
-        pix_fmt=config.pix_fmt or default_pix_fmt(codec, info.pix_fmt),
+        pix_fmt=config.pix_fmt or default_fmt(codec, info.pix_fmt),
         options=parse_encoder_opts(config.encoder_opt),
     )
 
@@ -299,13 +324,17 @@ def _video(session: Session, reader: VideoReader, partial: Path | None, dst: Pat
     size = output_size(info, config, settings.pix_fmt)
     section = reader.section_pts if (config.start or config.duration is not None) else None
     tags = provenance(__version__, session.model_name, session.weights_hash)
-    writer: VideoWriter | SequenceWriter
+    writer: VideoWriter | SequenceWriter | FFmpegWriter
     if partial is None:
         writer = SequenceWriter(dst, config.overwrite)
         size = output_size(info, config, None)
     else:
-        writer = VideoWriter(partial, container_for(dst.suffix), info, size, settings, config.audio,
-                             config.subtitles, section, tags)
+        if config.encoder == "ffmpeg":
+            from vsr.video.ffmpeg_writer import FFmpegWriter as writer_class
+        else:
+            writer_class = VideoWriter
+        writer = writer_class(partial, container_for(dst.suffix), info, size, settings, config.audio,
+                              config.subtitles, section, tags)
     progress = Progress("none" if config.quiet else config.progress, info.frames, reader.path.name)
     executor: LocalExecutor
     if session.pool is not None:

@@ -1,0 +1,469 @@
+"""``--encoder ffmpeg``: encode with an ``ffmpeg`` binary, for builds with encoders PyAV lacks
+(VAAPI, QSV, VideoToolbox, AMF, ...). The binary is the one on PATH, else the one imageio-ffmpeg ships.
+
+The binary gets raw RGB frames on stdin (rgb24 / rgb48le at the output size), converts them to the
+encoder's pixel format with the input's matrix and range (an explicit ``scale`` filter, as the PyAV
+writer does with swscale), encodes with the chosen encoder, ``EncodeSettings.codec_options()`` as
+output options, colour tags and SAR, and writes NUT to stdout. A thread here reads that NUT stream
+as it comes and remuxes it with PyAV into the output container, beside the streams StreamCopier
+copies, exactly as ``VideoWriter`` does.
+
+A raw pipe is constant-rate, so every packet is re-stamped: the binary sees frame i at time i/rate,
+and its packet for frame i gets frame i's input pts (and duration); decode timestamps are mapped
+through the same table, so variable frame rate and start offsets survive. Memory is bounded: frames
+are streamed, and only the timing of frames still inside the encoder's reorder window is kept.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import re
+import shutil
+import subprocess
+import threading
+from fractions import Fraction
+from functools import lru_cache
+from pathlib import Path
+
+import av
+import numpy as np
+from av.video.reformatter import Colorspace
+
+from vsr.errors import ProcessingError, UsageError
+from vsr.video.color import is_rgb, matrix
+from vsr.video.encoders import DEFAULT_8BIT, DEFAULT_HIGH_BIT, MP4_HEVC_TAG, EncodeSettings, bit_depth, chroma, encoder_table
+from vsr.video.reader import Frame, VideoInfo
+from vsr.video.streams import StreamCopier
+from vsr.video.writer import CONTAINERS, MOV_FORMATS, output_tags
+
+log = logging.getLogger("vsr")
+
+LOG_LINES = 6  # last lines of ffmpeg's stderr quoted in an error
+PROBE_TIMEOUT_S = 30  # running `ffmpeg -encoders`, or one test frame through a hardware encoder
+STOP_TIMEOUT_S = 10  # waiting for ffmpeg to exit after a kill
+# Encoders that take frames only in GPU memory: upload through a device of this type.
+HW_UPLOAD = {"_vaapi": "vaapi", "_vulkan": "vulkan"}
+HW_PIX_FMTS = frozenset({"vaapi", "vulkan", "qsv", "cuda", "d3d11", "d3d12", "dxva2_vld", "videotoolbox_vld",
+                         "drm_prime", "mediacodec", "opencl", "vdpau", "amf"})
+# swscale's matrix names for the scale filter's out_color_matrix (color.matrix() → name)
+SCALE_MATRIX = {Colorspace.ITU709: "bt709", Colorspace.ITU601: "bt601", Colorspace.FCC: "fcc",
+                Colorspace.SMPTE240M: "smpte240m", Colorspace.BT2020: "bt2020"}
+# As color.SWS_FLAGS: a flat patch comes back with the value it had.
+SCALE_FLAGS = "bicubic+accurate_rnd+full_chroma_int+full_chroma_inp"
+INSTALL_HINT = "pip install 'vsr[ffmpeg]'"
+
+
+def find_ffmpeg() -> str:
+    """The ``ffmpeg`` on PATH, else imageio-ffmpeg's bundled binary, else UsageError."""
+    found = shutil.which("ffmpeg")
+    if found:
+        return found
+    try:
+        import imageio_ffmpeg
+
+        return imageio_ffmpeg.get_ffmpeg_exe()
+    except (ImportError, RuntimeError) as e:
+        raise UsageError(f"--encoder ffmpeg: no ffmpeg binary on PATH and none from imageio-ffmpeg ({e}); "
+                         f"install ffmpeg or {INSTALL_HINT}") from e
+
+
+def _ffmpeg_python():
+    try:
+        import ffmpeg
+    except ImportError as e:
+        raise UsageError(f"--encoder ffmpeg needs ffmpeg-python: {INSTALL_HINT}") from e
+    return ffmpeg
+
+
+def _query(binary: str, *args: str) -> str:
+    try:
+        done = subprocess.run([binary, "-hide_banner", *args], capture_output=True, text=True, errors="replace",
+                              timeout=PROBE_TIMEOUT_S)
+    except (OSError, subprocess.TimeoutExpired) as e:
+        raise UsageError(f"{binary}: cannot run ffmpeg ({e})") from e
+    return done.stdout
+
+
+@lru_cache(maxsize=4)
+def encoders(binary: str) -> dict[str, str]:
+    """Video encoder name → codec it produces, as ``binary -encoders`` lists them."""
+    out = {}
+    for line in _query(binary, "-encoders").splitlines():
+        m = re.match(r"\s*V[A-Z.]{5}\s+(\S+)\s+(.*)$", line)
+        if m and m.group(1) != "=":
+            codec = re.search(r"\(codec (\S+)\)\s*$", m.group(2))
+            out[m.group(1)] = codec.group(1) if codec else m.group(1)
+    return out
+
+
+@lru_cache(maxsize=32)
+def pixel_formats(binary: str, encoder: str) -> tuple[str, ...]:
+    """The pixel formats ``encoder`` takes, as ``binary -h encoder=NAME`` says (empty: not listed)."""
+    m = re.search(r"Supported pixel formats:\s*(.*)", _query(binary, "-h", f"encoder={encoder}"))
+    return tuple(m.group(1).split()) if m else ()
+
+
+def hw_device(encoder: str) -> str | None:
+    """The hardware device type frames must be uploaded to for ``encoder`` (None: system memory)."""
+    return next((kind for suffix, kind in HW_UPLOAD.items() if encoder.endswith(suffix)), None)
+
+
+def codec_family(encoder: str) -> str:
+    binary = find_ffmpeg()
+    table = encoders(binary)
+    if encoder not in table:
+        raise UsageError(f"{binary} has no video encoder {encoder!r} (see `{binary} -encoders`)")
+    return table[encoder]
+
+
+def container_holds(ext: str, encoder: str, vfr: bool = True) -> bool:
+    """As writer.container_holds, for an encoder of the ffmpeg binary."""
+    entry = CONTAINERS.get(ext.lower())
+    if entry is None:
+        return False
+    _, codecs, keeps_timing = entry
+    return (codecs is None or codec_family(encoder) in codecs) and (keeps_timing or not vfr)
+
+
+def _opens(binary: str, encoder: str) -> bool:
+    """Whether ``encoder`` really encodes a frame here (hardware encoders need their device)."""
+    size = 256
+    cmd = [binary, "-hide_banner", "-loglevel", "error", "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{size}x{size}",
+           "-i", "pipe:0", "-frames:v", "1", "-c:v", encoder, "-f", "null", "-"]
+    try:
+        done = subprocess.run(cmd, input=bytes(size * size * 3), capture_output=True, timeout=PROBE_TIMEOUT_S)
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return done.returncode == 0
+
+
+def choose_encoder(requested: str | None, source_pix_fmt: str) -> str:
+    """As encoders.choose_encoder, against the ffmpeg binary's own encoder list."""
+    binary = find_ffmpeg()
+    if requested is None:
+        requested = DEFAULT_HIGH_BIT if bit_depth(source_pix_fmt) > 8 else DEFAULT_8BIT
+    codec_family(requested)  # UsageError when the binary lacks it
+    fallback = encoder_table().get(requested, {}).get("fallback")
+    if fallback and not _opens(binary, requested):
+        log.warning("%s cannot open on this machine (no such hardware); falling back to %s", requested, fallback)
+        codec_family(fallback)
+        return fallback
+    return requested
+
+
+def default_pix_fmt(encoder: str, source_pix_fmt: str) -> str:
+    """Keep the source's chroma subsampling and bit depth where ``encoder`` can (as encoders.default_pix_fmt).
+    For an encoder that takes GPU frames only (VAAPI, Vulkan) this is the format uploaded: nv12 or p010le."""
+    depth, sub = bit_depth(source_pix_fmt), chroma(source_pix_fmt)
+    listed = pixel_formats(find_ffmpeg(), encoder)
+    formats = [f for f in listed if f not in HW_PIX_FMTS]
+    if listed and not formats:
+        return "p010le" if depth > 8 else "nv12"
+    base = "gray" if sub == "gray" else f"yuv{sub}p"
+    suffix = "" if depth <= 8 else ("10le" if depth <= 10 else "12le")
+    for cand in (base + suffix, f"yuv{sub}p10le" if depth > 8 else "", f"yuv420p{suffix}", "yuv420p",
+                 "p010le" if depth > 8 else "", "nv12"):
+        if cand and (not formats or cand in formats):
+            if cand != base + suffix:
+                log.info("%s cannot encode %s; using %s", encoder, base + suffix, cand)
+            return cand
+    return formats[0]
+
+
+def _rate(info: VideoInfo) -> Fraction:
+    """The constant rate the raw pipe runs at: the input's average rate (rate control uses it)."""
+    rate = Fraction(info.frame_rate or 25).limit_denominator(1_001_000)
+    return rate if rate > 0 else Fraction(25)
+
+
+def _color_options(tags) -> tuple[tuple[str, int, int], ...]:
+    """(ffmpeg option, value, its unspecified value) for the four colour tags."""
+    return (("color_range", tags.color_range, 0), ("colorspace", tags.colorspace, 2),
+            ("color_primaries", tags.color_primaries, 2), ("color_trc", tags.color_trc, 2))
+
+
+def build_command(binary: str, info: VideoInfo, size: tuple[int, int], settings: EncodeSettings, high_bit: bool) -> list[str]:
+    """The ffmpeg command line: raw RGB on stdin → encoder → NUT on stdout."""
+    ffmpeg = _ffmpeg_python()
+    width, height = size
+    tags = output_tags(info)
+    device = hw_device(settings.codec)
+    rate = _rate(info)
+    stream = ffmpeg.input("pipe:0", format="rawvideo", pix_fmt="rgb48le" if high_bit else "rgb24",
+                          s=f"{width}x{height}", framerate=f"{rate.numerator}/{rate.denominator}")
+    if is_rgb(settings.pix_fmt) or settings.pix_fmt.startswith("gray"):
+        stream = stream.filter("scale", flags=SCALE_FLAGS)
+    else:
+        full = settings.pix_fmt.startswith("yuvj") or tags.color_range == 2
+        stream = stream.filter("scale", flags=SCALE_FLAGS, out_color_matrix=SCALE_MATRIX[matrix(tags, height)],
+                               out_range="pc" if full else "tv")
+    stream = stream.filter("format", settings.pix_fmt)
+    # The frames carry the tags too: newer ffmpeg takes the encoder's colour tags from its frames.
+    color = {"range" if k == "color_range" else k: str(v) for k, v, unspecified in _color_options(tags) if v != unspecified}
+    if color:
+        stream = stream.filter("setparams", **color)
+    if info.sample_aspect_ratio:
+        sar = Fraction(info.sample_aspect_ratio)
+        stream = stream.filter("setsar", f"{sar.numerator}/{sar.denominator}")
+    if device is not None:
+        stream = stream.filter("hwupload")
+    options = settings.codec_options()
+    if info.hdr is not None:
+        if settings.codec == "libx265":
+            options["x265-params"] = ":".join(p for p in (options.get("x265-params"), info.hdr.x265_params()) if p)
+        else:
+            log.warning("%s: HDR10 mastering metadata is carried with libx265 only; %s output has none",
+                        info.path.name, settings.codec)
+    out: dict[str, str] = {"c:v": settings.codec}
+    if device is None:
+        out["pix_fmt:v"] = settings.pix_fmt
+    for key, value, unspecified in _color_options(tags):
+        if value != unspecified:
+            out[f"{key}:v"] = str(value)
+    out.update({f"{k}:v": str(v) for k, v in options.items()})
+    head = [binary, "-hide_banner", "-nostats", "-loglevel", "warning"]
+    if device is not None:
+        head += ["-init_hw_device", f"{device}=vsr", "-filter_hw_device", "vsr"]
+    return ffmpeg.output(stream, "pipe:1", format="nut", **out).compile(cmd=head)
+
+
+class FFmpegWriter:
+    """Same interface and guarantees as ``writer.VideoWriter``; the video is encoded by an ffmpeg process."""
+
+    def __init__(
+        self,
+        path: Path,
+        fmt: str,
+        info: VideoInfo,
+        size: tuple[int, int],
+        settings: EncodeSettings,
+        audio: bool = True,
+        subtitles: bool = True,
+        section_pts: tuple[int, int | None] | None = None,
+        metadata: dict[str, str] | None = None,
+    ) -> None:
+        self.binary = find_ffmpeg()
+        _ffmpeg_python()
+        self.info, self.size, self.settings, self.fmt = info, size, settings, fmt
+        self.audio, self.subtitles, self.metadata = audio, subtitles, metadata or {}
+        self.time_base = info.time_base
+        self.rate = _rate(info)
+        self.offset = section_pts[0] if section_pts else 0
+        self.section = None
+        if section_pts is not None:
+            start, end = section_pts
+            self.section = (float(start * self.time_base), None if end is None else float(end * self.time_base))
+        self.family = codec_family(settings.codec)
+        options = {"movflags": "+faststart+use_metadata_tags"} if fmt in MOV_FORMATS else {}
+        try:
+            self.out = av.open(str(path), "w", format=fmt, options=options)
+        except (OSError, av.error.FFmpegError) as e:
+            raise UsageError(f"{path}: cannot create output ({e})") from e
+        self.copier: StreamCopier | None = None
+        self.proc: subprocess.Popen | None = None
+        self.frames = 0  # frames sent to ffmpeg
+        self.repaired_pts = 0  # frames whose input pts did not increase, moved one tick later
+        self._last_pts: int | None = None
+        self.packets = 0  # video packets muxed
+        self._high_bit: bool | None = None
+        self._timing: dict[int, tuple[int, int]] = {}  # frame index → (output pts, duration), for the reorder window
+        self._kept = 0  # frames below this index are dropped from _timing
+        self._log: collections.deque[str] = collections.deque(maxlen=LOG_LINES)
+        self._error: BaseException | None = None
+        self._threads: list[threading.Thread] = []
+
+    # -- the ffmpeg process --------------------------------------------------------------------------
+
+    def _start(self, high_bit: bool) -> None:
+        cmd = build_command(self.binary, self.info, self.size, self.settings, high_bit)
+        log.debug("ffmpeg: %s", subprocess.list2cmdline(cmd))
+        try:
+            # Its own session: Ctrl-C reaches vsr, which stops ffmpeg itself.
+            self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                         start_new_session=True)
+        except OSError as e:
+            raise ProcessingError(f"{self.binary}: cannot start ffmpeg ({e})") from e
+        self._threads = [threading.Thread(target=self._read_log, name="vsr-ffmpeg-log", daemon=True),
+                         threading.Thread(target=self._remux, name="vsr-ffmpeg-mux", daemon=True)]
+        for t in self._threads:
+            t.start()
+
+    def _read_log(self) -> None:
+        for raw in self.proc.stderr:
+            line = raw.decode("utf-8", "replace").strip()
+            if line:
+                self._log.append(line)
+
+    def _failure(self, what: str) -> ProcessingError:
+        """The error to raise once ffmpeg stopped: its exit status and last lines, else the remux error."""
+        self._stop(kill=False)
+        rc = self.proc.returncode if self.proc is not None else None
+        tail = " | ".join(self._log)
+        if rc not in (0, None):
+            return ProcessingError(f"{self.out.name}: {what}: ffmpeg ({self.settings.codec}) exited with status {rc}"
+                                   + (f": {tail}" if tail else ""))
+        if self._error is not None:
+            return ProcessingError(f"{self.out.name}: {what}: {self._error}" + (f" (ffmpeg: {tail})" if tail else ""))
+        return ProcessingError(f"{self.out.name}: {what}" + (f" (ffmpeg: {tail})" if tail else ""))
+
+    def _stop(self, kill: bool) -> None:
+        """End the process (killed, or waited for after its stdin closed) and the reader threads."""
+        if self.proc is None:
+            return
+        if kill and self.proc.poll() is None:
+            self.proc.kill()
+        try:
+            self.proc.stdin.close()
+        except (OSError, ValueError):
+            pass
+        try:
+            self.proc.wait(timeout=None if not kill else STOP_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            pass
+        for t in self._threads:
+            if t is not threading.current_thread():
+                t.join(STOP_TIMEOUT_S)
+
+    # -- remux: NUT from ffmpeg → the output container, re-stamped ----------------------------------------
+
+    def _open_video(self, src: av.stream.Stream) -> av.stream.Stream:
+        """The output's video stream (first, as with VideoWriter), then the other streams and tags."""
+        info = self.info
+        ost = self.out.add_stream_from_template(src, opaque=True)
+        ost.time_base = self.time_base
+        cc = ost.codec_context
+        output_tags(info).apply(cc)  # NUT keeps only what the bitstream says (FFV1 says nothing)
+        if info.sample_aspect_ratio:
+            cc.sample_aspect_ratio = info.sample_aspect_ratio
+        if self.family == "hevc" and self.fmt in MOV_FORMATS:  # the template's tag is reset: the muxer picks
+            cc.codec_tag = MP4_HEVC_TAG
+        for k, v in info.metadata.items():
+            ost.metadata[k] = v
+        if info.rotation:
+            ost.set_display_rotation(info.rotation)
+        if not info.is_sequence:  # an image sequence has no other streams to carry
+            self.copier = StreamCopier(info.path, self.out, self.audio, self.subtitles, self.section)
+            if self.copier.timecode and "timecode" not in ost.metadata:
+                ost.metadata["timecode"] = self.copier.timecode  # a timecode track rides on the video stream
+        self.out.metadata.update(self.metadata)
+        return ost
+
+    def _remux(self) -> None:
+        try:
+            with av.open(self.proc.stdout, "r", format="nut") as src:
+                ist = src.streams.video[0]
+                ost = self._open_video(ist)
+                scale = ist.time_base * self.rate  # NUT timestamp → frame index
+                pending: list[av.Packet] = []  # leading packets, whose decode time NUT leaves unset
+                shift = last = None
+                for packet in src.demux(ist):
+                    if packet.size == 0 or packet.pts is None:
+                        continue
+                    if shift is None:
+                        pending.append(packet)
+                        if packet.dts is not None:
+                            first_dts = packet.dts  # read before muxing rescales the packet
+                            shift = self._lead_in(pending, ost, scale)
+                            last = round((first_dts - shift) * scale)
+                        continue
+                    last = max(last + 1, round((packet.dts - shift) * scale) if packet.dts is not None else 0)
+                    self._mux(packet, ost, round((packet.pts - shift) * scale), last)
+                if pending and shift is None:  # fewer packets than the reorder delay
+                    self._lead_in(pending, ost, scale, final=True)
+        except BaseException as e:  # noqa: BLE001 - handed to the writing thread
+            self._error = e
+            if self.proc.poll() is None:
+                self.proc.kill()  # ffmpeg would block on a full stdout pipe, and the writer on stdin
+
+    def _lead_in(self, pending: list[av.Packet], ost: av.stream.Stream, scale: Fraction, final: bool = False) -> int:
+        """Mux the first packets of a stream with a reorder delay of D frames (NUT gives the first D no
+        decode time): packet k < D decodes at pts[k] - (pts[D] - pts[0]), as libx264 stamps them, so the
+        lead-in before the first pts is what the PyAV writer's would be. Returns NUT's pts of frame 0."""
+        shift = min(p.pts for p in pending)
+        delay = len(pending) - (0 if final else 1)
+        ahead = self._timing[min(delay, len(pending) - 1)][0] - self._timing[0][0] if delay else 0
+        for k, p in enumerate(pending):
+            if k < delay:
+                self._mux(p, ost, round((p.pts - shift) * scale), 0, self._timing[k][0] - ahead)
+            else:
+                self._mux(p, ost, round((p.pts - shift) * scale), round((p.dts - shift) * scale))
+        pending.clear()
+        return shift
+
+    def _mux(self, packet: av.Packet, ost: av.stream.Stream, index: int, dts_index: int, dts: int | None = None) -> None:
+        """Mux ``packet`` as frame ``index``'s, decoding at frame ``dts_index``'s pts (or at ``dts``)."""
+        if index not in self._timing or dts_index not in self._timing:
+            raise ProcessingError(f"ffmpeg returned a packet for frame {max(index, dts_index)}, which was not sent")
+        pts, duration = self._timing[index]
+        dts = self._timing[dts_index][0] if dts is None else dts
+        while self._kept < dts_index:  # decode times only grow: earlier frames are done with
+            self._timing.pop(self._kept, None)
+            self._kept += 1
+        packet.stream = ost
+        packet.time_base = self.time_base
+        packet.pts, packet.dts, packet.duration = pts, dts, duration
+        if self.copier is not None:
+            self.copier.pump(float((dts + self.offset) * self.time_base))
+        self.out.mux(packet)
+        self.packets += 1
+
+    # -- the VideoWriter interface ----------------------------------------------------------------------
+
+    def write(self, frame: Frame) -> None:
+        image = frame.image
+        assert image.shape[1::-1] == self.size, "writer gets frames of the size it was opened with"
+        high_bit = image.dtype == np.uint16
+        if self.proc is None:
+            self._high_bit = high_bit
+            self._start(high_bit)
+        assert high_bit == self._high_bit, "writer gets frames of one bit depth"
+        if self._error is not None or self.proc.poll() is not None:
+            raise self._failure("encoding failed")
+        pts = frame.pts - self.offset
+        if self._last_pts is not None and pts <= self._last_pts:
+            # Damaged input timestamps (repeated or going back): muxers need them increasing.
+            pts = self._last_pts + 1
+            self.repaired_pts += 1
+        self._last_pts = pts
+        self._timing[self.frames] = (pts, frame.duration or 0)
+        data = np.ascontiguousarray(image.astype("<u2", copy=False) if high_bit else image)
+        try:
+            self.proc.stdin.write(memoryview(data).cast("B"))
+        except (OSError, ValueError) as e:
+            raise self._failure("encoding failed") from e
+        self.frames += 1
+
+    def close(self) -> None:
+        """Let ffmpeg finish, mux the rest and the other streams, and finish the file."""
+        try:
+            if self.proc is None:  # no frame: nothing to encode (the caller reports it)
+                return
+            try:
+                self.proc.stdin.close()
+            except OSError:
+                pass
+            self._stop(kill=False)
+            if self.proc.returncode != 0 or self._error is not None:
+                raise self._failure("encoding failed")
+            if self.packets != self.frames:
+                raise ProcessingError(f"{self.out.name}: ffmpeg returned {self.packets} packets for {self.frames} frames")
+            try:
+                if self.copier is not None:
+                    self.copier.pump(None)
+                self.out.close()
+            except (OSError, av.error.FFmpegError) as e:
+                raise ProcessingError(f"{self.out.name}: finishing the output failed ({e})") from e
+        finally:
+            self.abort()
+
+    def abort(self) -> None:
+        """Stop ffmpeg and release everything without finishing the file (the caller removes it)."""
+        self._stop(kill=True)
+        if self.copier is not None:
+            self.copier.close()
+            self.copier = None
+        try:
+            self.out.close()
+        except (OSError, av.error.FFmpegError):
+            pass
