@@ -27,6 +27,8 @@ WAVELET_LEVELS = 5  # as StableSR / OSEDiff: dilations 1..16 leave only very low
 
 
 def adain(sr: torch.Tensor, lr: torch.Tensor) -> torch.Tensor:
+    if lr.shape[-2] * lr.shape[-1] < 2:  # one pixel has no spread to match: leave the output as it is
+        return sr
     x, ref = sr.float(), lr.float()
     mean, std = x.mean(dim=(2, 3), keepdim=True), x.std(dim=(2, 3), keepdim=True)
     flat = std == 0

@@ -19,7 +19,7 @@ import torch
 
 from vsr import engine
 from vsr.config import RunConfig
-from vsr.errors import InputError, ProcessingError, UsageError
+from vsr.errors import InputError, ProcessingError, UsageError, VsrError
 from vsr.models import MODELS, default_model, load_model
 from vsr.progress import Progress
 from vsr.runtime.local import LocalExecutor
@@ -229,11 +229,15 @@ def check_output(src: Path, dst: Path, config: RunConfig, info: VideoInfo) -> No
 
 
 def output_size(info: VideoInfo, config: RunConfig, pix_fmt: str | None) -> tuple[int, int]:
-    """(width, height) of the output, rounded up to even where ``pix_fmt`` subsamples chroma."""
+    """(width, height) of the output, rounded up to even where ``pix_fmt`` subsamples chroma;
+    refused before anything is allocated when it is over ``max_pixels``."""
     if config.height:
         w, h = max(1, round(info.width * config.height / info.height)), config.height
     else:
         w, h = info.width * config.scale, info.height * config.scale
+    if w * h > config.max_pixels:
+        raise InputError(f"{info.path}: output {w}x{h} = {w * h} pixels is over the limit of {config.max_pixels} "
+                         "(--max-pixels); use a smaller --scale or --height, or raise --max-pixels")
     if pix_fmt is not None:
         even_w, even_h = needs_even(pix_fmt)
         rw, rh = w + (w % 2 if even_w else 0), h + (h % 2 if even_h else 0)
@@ -292,16 +296,29 @@ def upscale_file(session: Session, src: Path, dst: Path | None = None, output_di
                 summary = _video(session, reader, partial, dst)
             if partial is not None:
                 _atomic(partial, dst)
-        except BaseException:
+        except BaseException as e:
             if partial is not None:
                 _remove(partial)
+            if isinstance(e, Exception) and not isinstance(e, VsrError):
+                # A failure inside the model, a codec or the OS: one line naming the file, exit 1.
+                raise ProcessingError(f"{src}: {e.__class__.__name__}: {e}") from e
+            if isinstance(e, (ProcessingError, UsageError, InputError)) and str(src) not in str(e):
+                raise type(e)(f"{src}: {e}") from e  # every message names the file it is about
             raise
     finally:
         reader.close()
     summary.seconds = time.monotonic() - t0
     summary.damaged_packets = reader.damaged_packets
-    if reader.damaged_packets:
-        log.warning("%s: %d damaged packet(s) concealed by the decoder", src, reader.damaged_packets)
+    listed = reader.info.frames_listed
+    whole = not (config.start or config.duration is not None or reader.deinterlaced)
+    if whole and listed and summary.frames < listed:
+        log.warning("%s: only %d of the %d frames its container lists could be read (truncated or damaged "
+                    "file); all of those were written", src, summary.frames, listed)
+    summary.stats["concealed_frames"] = reader.concealed_frames
+    if reader.damaged_packets or reader.corrupt_frames:
+        log.warning("%s: damaged input concealed: %d packet(s) the decoder rejected (their %d frame(s) written "
+                    "as a repeat of the frame before), %d frame(s) decoded with errors", src,
+                    reader.damaged_packets, reader.concealed_frames, reader.corrupt_frames)
     return summary
 
 
@@ -356,6 +373,9 @@ def _video(session: Session, reader: VideoReader, partial: Path | None, dst: Pat
     if stats.frames_written != stats.frames_read:
         raise ProcessingError(f"{reader.path}: read {stats.frames_read} frames but wrote {stats.frames_written}")
     copied = writer.copier.copied if writer.copier is not None else 0
+    if getattr(writer, "repaired_pts", 0):
+        log.warning("%s: %d frame(s) had timestamps that did not increase (damaged input); each was moved "
+                    "one tick after the frame before", reader.path, writer.repaired_pts)
     return RunSummary(reader.path, dst, session.model_name, stats.frames_written, 0.0, size, copied,
                       stats={**vars(stats), "frame_bound": executor.frame_bound()},
                       note=stats.note() if hasattr(stats, "note") else "")

@@ -145,9 +145,11 @@ class Hdr10:
     @classmethod
     def of(cls, frame: av.VideoFrame) -> Hdr10 | None:
         master = light = None
-        for sd in frame.side_data:
-            name = getattr(sd.type, "name", str(sd.type))
-            data = bytes(sd)
+        try:
+            entries = [(sd.type.name, bytes(sd)) for sd in frame.side_data]
+        except ValueError:  # a side-data type this PyAV does not know (PNG's ICC profile): no HDR10 here
+            return None
+        for name, data in entries:
             if name == "MASTERING_DISPLAY_METADATA" and len(data) >= _MDM.size:
                 v = _MDM.unpack_from(data)
                 rat = [v[i] / v[i + 1] if v[i + 1] else 0.0 for i in range(0, 20, 2)]

@@ -114,9 +114,9 @@ def probe(path: str | Path) -> MediaInfo:
             )
             si.title = s.metadata.get("title")
             si.disposition = [f.name for f in type(s.disposition) if f and f in s.disposition] or None
-            if s.type == "video":
+            if s.type == "video" and cc is not None:
                 _video_details(c, s, si)
-            elif s.type == "audio":
+            elif s.type == "audio" and cc is not None:
                 si.sample_rate, si.channels = cc.sample_rate, cc.channels
             info.streams.append(si)
     return info

@@ -48,6 +48,7 @@ class VideoInfo:
     is_image: bool
     start_time: float  # seconds: the video stream's first timestamp
     sample_aspect_ratio: Fraction | None
+    frames_listed: int | None = None  # frame count the container's header states (None: it does not)
     is_sequence: bool = False  # frames from a pattern or folder of images (no other streams)
     color: ColorTags = ColorTags()  # matrix, range, primaries, transfer as tagged (frame, else stream)
     hdr: Hdr10 | None = None  # HDR10 mastering display / content light level of the first frame
@@ -84,6 +85,9 @@ class VideoReader:
         self.start, self.duration, self.deinterlace = start, duration, deinterlace
         self.deinterlaced = False  # set by peek(): whether frames go through the deinterlacer
         self.damaged_packets = 0  # packets the decoder rejected (concealed damage)
+        self.corrupt_frames = 0  # frames the decoder marked corrupt but could still output
+        self.concealed_frames = 0  # frames of lost packets, written as a repeat of the frame before
+        self._pending_pts: list[int] = []  # pts of demuxed packets whose frame has not come out yet
         self.sequence = is_sequence(self.path, fps)  # frames from a pattern or folder of images
         sequence_frames = None
         if self.sequence:
@@ -97,6 +101,9 @@ class VideoReader:
         self.stream = self.container.streams.video[0]
         self.stream.thread_type = "AUTO"
         cc = self.stream.codec_context
+        if cc is None:
+            self.container.close()
+            raise InputError(f"{self.path}: the video stream's codec is unknown to FFmpeg")
         if not cc.width or not cc.height or cc.pix_fmt is None:
             self.container.close()
             raise InputError(f"{self.path}: the video stream has no frame size or pixel format")
@@ -125,6 +132,7 @@ class VideoReader:
             frames=1 if is_image else frames,
             is_image=is_image,
             is_sequence=self.sequence,
+            frames_listed=self.stream.frames or None,
             start_time=float((self.stream.start_time or 0) * tb),
             sample_aspect_ratio=self.stream.sample_aspect_ratio,
             color=ColorTags.of(cc),
@@ -153,6 +161,8 @@ class VideoReader:
     def _decoded(self) -> Iterator[av.VideoFrame]:
         """Decoded frames; packets the decoder rejects are counted and skipped (concealed damage)."""
         for packet in self.container.demux(self.stream):
+            if packet.pts is not None and packet.size:
+                self._pending_pts.append(packet.pts)
             try:
                 yield from packet.decode()
             except av.error.InvalidDataError:
@@ -228,7 +238,8 @@ class VideoReader:
             yield from decord_frames(self.info, self.section_pts, bool(self.start or self.duration is not None))
             return
         convert = RgbConverter(self.info.color, self.info.bit_depth)
-        index = 0
+        tb = self.info.time_base
+        index, last_pts, image = 0, None, None
         self._first = None  # the chain holds it now; do not keep a decoded frame alive
         for vf in _chain(first, self._iter):
             if (vf.width, vf.height) != (self.info.width, self.info.height):
@@ -236,8 +247,32 @@ class VideoReader:
                     f"{self.path}: frame {index} is {vf.width}x{vf.height}, the stream started at "
                     f"{self.info.width}x{self.info.height}; size changes mid-stream are not supported"
                 )
-            yield Frame(index, vf.pts, self.info.time_base, vf.duration or None, convert(vf))
+            if vf.is_corrupt:
+                self.corrupt_frames += 1
+            previous, image = image, convert(vf)
+            for pts in self._conceal(last_pts, vf.pts):  # frames lost before this one
+                yield Frame(index, pts, tb, None, previous if previous is not None else image)
+                index += 1
+            yield Frame(index, vf.pts, tb, vf.duration or None, image)
+            index, last_pts = index + 1, vf.pts
+        for pts in self._conceal(last_pts, None):  # frames lost at the end
+            yield Frame(index, pts, tb, None, image)
             index += 1
+
+    def _conceal(self, after: int | None, before: int | None) -> list[int]:
+        """Pts of packets whose frame never came out (the decoder rejected or dropped it), strictly
+        between two written frames: they are filled with a repeat of the frame before (what players
+        show), so damage costs no frame and no time. Frames come out in pts order, so a packet pts
+        below ``before`` that was not written is lost for good."""
+        if self.deinterlaced or not self._pending_pts:
+            return []
+        start, end = self.section_pts
+        lost = sorted(p for p in self._pending_pts if before is None or p < before)
+        self._pending_pts = [p for p in self._pending_pts if before is not None and p > before]
+        keep = [p for p in lost if (after is None or p > after) and (not self.start or p >= start)
+                and (end is None or p < end)]
+        self.concealed_frames += len(keep)
+        return keep
 
 
 def _chain(first: av.VideoFrame, rest: Iterator[av.VideoFrame]) -> Iterator[av.VideoFrame]:

@@ -141,6 +141,8 @@ class VideoWriter:
             raise
         self.convert = YuvConverter(output_tags(info), settings.pix_fmt, size[1])
         self._durations: dict[int, int] = {}
+        self._last_pts: int | None = None
+        self.repaired_pts = 0  # frames whose input pts did not increase, moved one tick later
         self.frames = 0
 
     def _add_video(self, fmt: str, settings: EncodeSettings) -> av.video.stream.VideoStream:
@@ -184,6 +186,11 @@ class VideoWriter:
         assert frame.image.shape[1::-1] == self.size, "writer gets frames of the size it was opened with"
         vf = self.convert(frame.image)
         vf.pts = frame.pts - self.offset
+        if self._last_pts is not None and vf.pts <= self._last_pts:
+            # Damaged input timestamps (repeated or going back): the encoder needs them increasing.
+            vf.pts = self._last_pts + 1
+            self.repaired_pts += 1
+        self._last_pts = vf.pts
         vf.time_base = self.time_base
         if frame.duration:
             self._durations[vf.pts] = frame.duration
