@@ -125,6 +125,12 @@ def test_unknown_encoder_and_missing_binary(vfr_clip: Path, tmp_path: Path, caps
     out = tmp_path / "x.mkv"
     assert run(str(vfr_clip), "-o", str(out), "--model", "bicubic", "--encoder", "ffmpeg", "--codec", "no_such_enc") == 2
     assert "has no video encoder 'no_such_enc'" in capsys.readouterr().err
+    nv = tmp_path / "nv.mp4"  # a hardware encoder the binary lists but cannot open here: its software fallback
+    assert run(str(vfr_clip), "-o", str(nv), "--model", "bicubic", "--encoder", "ffmpeg", "--codec", "h264_nvenc") == 0
+    if not ffmpeg_writer._opens(FFMPEG, "h264_nvenc"):
+        assert "falling back to libx264" in capsys.readouterr().err
+    assert _tags(nv)[0] == "h264" and len(video_frames(nv)) == len(VFR_PTS)
+    nv.unlink()
 
     def missing() -> str:
         raise RuntimeError("no ffmpeg exe could be found")

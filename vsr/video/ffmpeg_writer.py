@@ -297,7 +297,7 @@ class FFmpegWriter:
 
     def _failure(self, what: str) -> ProcessingError:
         """The error to raise once ffmpeg stopped: its exit status and last lines, else the remux error."""
-        self._stop(kill=False)
+        self._stop(kill=False, grace=STOP_TIMEOUT_S)
         rc = self.proc.returncode if self.proc is not None else None
         tail = " | ".join(self._log)
         if rc not in (0, None):
@@ -307,8 +307,9 @@ class FFmpegWriter:
             return ProcessingError(f"{self.out.name}: {what}: {self._error}" + (f" (ffmpeg: {tail})" if tail else ""))
         return ProcessingError(f"{self.out.name}: {what}" + (f" (ffmpeg: {tail})" if tail else ""))
 
-    def _stop(self, kill: bool) -> None:
-        """End the process (killed, or waited for after its stdin closed) and the reader threads."""
+    def _stop(self, kill: bool, grace: float | None = None) -> None:
+        """End the process and the reader threads: killed, or waited for after its stdin closed (for
+        ``grace`` seconds, then killed; None: as long as it takes to finish encoding)."""
         if self.proc is None:
             return
         if kill and self.proc.poll() is None:
@@ -318,9 +319,13 @@ class FFmpegWriter:
         except (OSError, ValueError):
             pass
         try:
-            self.proc.wait(timeout=None if not kill else STOP_TIMEOUT_S)
+            self.proc.wait(timeout=STOP_TIMEOUT_S if kill else grace)
         except subprocess.TimeoutExpired:
-            pass
+            self.proc.kill()
+            try:
+                self.proc.wait(timeout=STOP_TIMEOUT_S)
+            except subprocess.TimeoutExpired:
+                pass
         for t in self._threads:
             if t is not threading.current_thread():
                 t.join(STOP_TIMEOUT_S)
@@ -439,11 +444,7 @@ class FFmpegWriter:
         try:
             if self.proc is None:  # no frame: nothing to encode (the caller reports it)
                 return
-            try:
-                self.proc.stdin.close()
-            except OSError:
-                pass
-            self._stop(kill=False)
+            self._stop(kill=False)  # stdin closed: ffmpeg flushes its encoder, the remux thread muxes the rest
             if self.proc.returncode != 0 or self._error is not None:
                 raise self._failure("encoding failed")
             if self.packets != self.frames:
