@@ -69,7 +69,7 @@ def main() -> None:
     args = parser.parse_args()
 
     from vsr import weights as W
-    from vsr.models import adcsr
+    from vsr.models import adcsr, adcsr_keys
 
     with tempfile.TemporaryDirectory(prefix="vsr-load-bench-") as tmp:
         tmp = Path(tmp)
@@ -80,7 +80,7 @@ def main() -> None:
                                      "config": json.dumps(adcsr.FULL.to_dict())})
         cases = [("fp16 safetensors", st, "float16"), ("fp16 safetensors", st, "float32")]
         if args.official:
-            net, dec = adcsr.to_official({k: v.float() for k, v in sd.items()}, adcsr.FULL)
+            net, dec = adcsr_keys.to_official({k: v.float() for k, v in sd.items()}, adcsr.FULL)
             official = tmp / "official"
             official.mkdir()
             torch.save(net, official / W.ADCSR_NET)

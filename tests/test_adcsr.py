@@ -24,7 +24,7 @@ from torch import nn
 from test_weights import REPO, random_tiny, save_lightning_ckpt, save_official
 from vsr import colorfix, engine
 from vsr.errors import WeightsError
-from vsr.models import MODELS, adcsr, load_model
+from vsr.models import MODELS, adcsr, adcsr_keys, load_model
 
 OFFICIAL_KEYS = REPO.parent / "shared" / "adcsr_official_keys.json"
 
@@ -35,10 +35,10 @@ def test_full_width_keys_and_shapes_match_the_official_files():
     ref = json.loads(OFFICIAL_KEYS.read_text())
     with torch.device("meta"):
         model = MODELS["adcsr"].build()
-    net, dec = adcsr.to_official(model.state_dict(), model.config)
+    net, dec = adcsr_keys.to_official(model.state_dict(), model.config)
     assert {k: tuple(v.shape) for k, v in net.items()} == {k: tuple(s) for k, s in ref["net"]}
     assert {k: tuple(v.shape) for k, v in dec.items()} == {k: tuple(s) for k, s in ref["decoder"]}
-    assert set(adcsr.from_official(net, dec)) == set(model.state_dict())
+    assert set(adcsr_keys.from_official(net, dec)) == set(model.state_dict())
     assert 455e6 < sum(v.numel() for v in model.state_dict().values()) < 457e6
 
 
@@ -156,7 +156,7 @@ def official(tmp_path_factory):
 def test_parity_with_the_authors_structure(official):
     folder, modules, net_sd = official
     model = load_model("adcsr-tiny", weights=folder)
-    ours_net, _ = adcsr.to_official(model.state_dict(), adcsr.TINY)
+    ours_net, _ = adcsr_keys.to_official(model.state_dict(), adcsr.TINY)
     assert set(ours_net) == set(net_sd)  # same layout, aliases included, at this width too
     torch.manual_seed(2)
     x = torch.rand(2, 3, 16, 32) * 2 - 1
@@ -190,11 +190,11 @@ def test_softmax_scale_is_one_over_sqrt_head_dim():
 @pytest.fixture(scope="module")
 def tiny_dicts():
     model = random_tiny()
-    return model.state_dict(), *adcsr.to_official(model.state_dict(), adcsr.TINY)
+    return model.state_dict(), *adcsr_keys.to_official(model.state_dict(), adcsr.TINY)
 
 
 def _load(net, dec):
-    return adcsr.instantiate(adcsr.from_official(net, dec), adcsr.TINY)
+    return adcsr.instantiate(adcsr_keys.from_official(net, dec), adcsr.TINY)
 
 
 def test_missing_unexpected_and_misshapen_keys_are_named(tiny_dicts):

@@ -24,7 +24,7 @@ import torch
 
 from vsr import weights as W
 from vsr.errors import UsageError, WeightsError
-from vsr.models import adcsr, load_model
+from vsr.models import adcsr, adcsr_keys, load_model
 
 REPO = Path(__file__).resolve().parents[1]
 LIGHTNING = ("pytorch_lightning", "pytorch_lightning.callbacks", "pytorch_lightning.callbacks.model_checkpoint")
@@ -75,7 +75,7 @@ def save_lightning_ckpt(path: Path, decoder_sd: dict[str, torch.Tensor]) -> None
 def save_official(folder: Path, sd: dict[str, torch.Tensor], cfg: adcsr.AdcSRConfig) -> Path:
     """vsr state dict → net_params_200.pkl (module. prefix + aliases) and a Lightning halfDecoder.ckpt."""
     folder.mkdir(parents=True, exist_ok=True)
-    net, dec = adcsr.to_official(sd, cfg)
+    net, dec = adcsr_keys.to_official(sd, cfg)
     torch.save(collections.OrderedDict(net), folder / W.ADCSR_NET)
     save_lightning_ckpt(folder / W.ADCSR_DECODER, dec)
     return folder
@@ -176,7 +176,7 @@ print(key.module + "." + key.name, ckpt["global_step"], len(dec), len(net))
     assert out.returncode == 0, out.stderr
     name, step, n_dec, n_net = out.stdout.split()
     assert name == "pytorch_lightning.callbacks.model_checkpoint.ModelCheckpoint" and step == "4200"
-    net, dec = adcsr.to_official(random_tiny().state_dict(), adcsr.TINY)
+    net, dec = adcsr_keys.to_official(random_tiny().state_dict(), adcsr.TINY)
     assert (int(n_dec), int(n_net)) == (len(dec), len(net))
 
 
