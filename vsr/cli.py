@@ -1,4 +1,4 @@
-"""Command-line front end: ``vsr run | probe | weights | train``. Thin: parsing, messages, exit codes."""
+"""Command-line front end: ``vsr run | probe | weights | bench | train``. Thin: parsing, messages, exit codes."""
 
 from __future__ import annotations
 
@@ -82,7 +82,7 @@ def _run_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from vsr import train, weights
+    from vsr import bench, train, weights
 
     parser = argparse.ArgumentParser(prog="vsr", description="Streaming video super-resolution (AdcSR).")
     parser.add_argument("--version", action="version", version=f"vsr {__version__}")
@@ -93,6 +93,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("input", type=Path)
     p.add_argument("--json", action="store_true", help="print JSON")
     weights.add_arguments(sub.add_parser("weights", help="list, download, convert and verify model weights"))
+    bench.add_arguments(sub.add_parser("bench", help="measure a model's speed against the official-style baseline"))
     train.add_arguments(sub.add_parser("train", help="train or distil the compact model"))
     for p in sub.choices.values():  # `vsr run ... --debug` works as well as `vsr --debug run ...`
         p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks")
@@ -213,6 +214,10 @@ def main(argv: list[str] | None = None) -> int:
             from vsr import weights
 
             return weights.main(args)
+        if args.command == "bench":
+            from vsr import bench
+
+            return bench.main(args)
         if args.command == "train":
             from vsr import train
 

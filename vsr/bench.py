@@ -1,0 +1,399 @@
+"""``vsr bench``: speed of a model on a device, against the official-style baseline, in one run.
+
+Two settings are measured in the same process on the same clip:
+
+- chosen: ``--precision``, ``--batch``, ``--tile`` (and ``--compile``) as given; tiles of several
+  frames share a batch (the engine's normal path, CUDA graphs on CUDA);
+- official: how the authors' test.py runs the model: fp32, batch 1, eager (no CUDA graph, no
+  compile), one frame per call (no tiling across frames); same tile and colour fix.
+
+For each: ``ms_per_tile`` (model time per 128×128 LR tile-equivalent, from the engine's own model
+timer over the clip), ``tflops`` (FLOPs of one tile counted with torch.utils.flop_counter, times the
+tiles, over the model time), ``peak_fraction`` (tflops over a matmul ceiling timed in this run on this
+device in this precision), ``model_fps`` (the Upscaler alone on the decoded frames, in memory),
+``pipeline_fps`` (the whole ``vsr run`` path: decode → upscale → encode, threaded),
+``pipeline_efficiency`` (pipeline_fps / model_fps), ``speedup_vs_official`` (official ms_per_tile /
+ms_per_tile), ``peak_device_mem_mb`` (CUDA: max allocated; CPU: the host figure, the device is the
+host) and ``peak_host_mem_mb`` (the process's peak RSS during that setting's runs, Linux).
+``--json`` prints a list of two objects (chosen, then official) with exactly those keys plus
+``model``, ``device``, ``precision``, ``tile``, ``batch``.
+
+Without ``--input`` a clip is generated: 854×480, 24 frames on CUDA; on the CPU 176×144, 8 frames for
+the classic and compact models and 128×96, 4 frames for the AdcSR models (a CPU tile of adcsr-tiny
+takes about a second). Models whose weights are not found (no ``--weights``, nothing in the cache
+or the package) run with random weights (speed only), said in one line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import logging
+import resource
+import tempfile
+import time
+from dataclasses import dataclass, field
+from fractions import Fraction
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+import torch
+
+log = logging.getLogger("vsr")
+
+REF_TILE = 128  # LR px: costs are per 128×128 tile-equivalent
+KEYS = ("model", "device", "precision", "tile", "batch", "ms_per_tile", "tflops", "peak_fraction", "model_fps",
+        "pipeline_fps", "pipeline_efficiency", "speedup_vs_official", "peak_device_mem_mb", "peak_host_mem_mb")
+PREC_NAMES = {torch.float32: "fp32", torch.float16: "fp16", torch.bfloat16: "bf16"}
+# Engine stages timed in the instrumented pass (method of the Upscaler, or tiling.blend).
+ENGINE_STAGES = (("host→device", "_upload"), ("pad+cut", "_start_frame"), ("model", "_forward"),
+                 ("blend", "blend"), ("colour fix+resize+quantise", "_finish"), ("device→host", "_download"))
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", default="compact", help="model name (default compact)")
+    p.add_argument("--weights", help="weights file for the model (default: cache; random weights if none)")
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N | mps")
+    p.add_argument("--precision", default="auto", choices=["auto", "fp32", "fp16", "bf16"])
+    p.add_argument("--tile", type=int, default=None, help="tile size in LR px (default: the engine's)")
+    p.add_argument("--batch", type=int, default=None, help="tiles per forward (default: the engine's)")
+    p.add_argument("--compile", action="store_true", help="torch.compile the chosen setting's model")
+    p.add_argument("--input", type=Path, help="video to run (default: a generated clip, sized per device)")
+    p.add_argument("--frames", type=int, help="frames of the generated clip")
+    p.add_argument("--size", help="WxH of the generated clip")
+    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
+    p.add_argument("--no-official", dest="official", action="store_false",
+                   help="skip the official-style baseline (speedup_vs_official is then null)")
+    p.add_argument("--json", action="store_true", help="print JSON instead of the table")
+
+
+# -- measuring helpers ------------------------------------------------------------------------------
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    elif device.type == "mps":
+        torch.mps.synchronize()
+
+
+def reset_peaks(device: torch.device) -> None:
+    """Start a new peak: CUDA's allocator counter, and the process's VmHWM (Linux clear_refs 5)."""
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    with contextlib.suppress(OSError):
+        Path("/proc/self/clear_refs").write_text("5")
+
+
+def host_peak_mb() -> float:
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux (no reset)
+
+
+def device_peak_mb(device: torch.device, host_mb: float) -> float:
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    return host_mb  # cpu (and mps, whose memory is the host's): the device is the host
+
+
+def matmul_tflops(device: torch.device, dtype: torch.dtype, seconds: float = 0.5) -> float:
+    """The ceiling: best TFLOP/s of a square matmul in ``dtype`` on ``device``, timed here."""
+    n = 8192 if device.type == "cuda" else 1024
+    a = torch.randn(n, n, device=device).to(dtype)
+    b = torch.randn(n, n, device=device).to(dtype)
+    a @ b
+    sync(device)
+    best, spent = float("inf"), 0.0
+    while spent < seconds or best == float("inf"):
+        t0 = time.perf_counter()
+        for _ in range(4 if device.type == "cuda" else 1):
+            a @ b
+        sync(device)
+        dt = (time.perf_counter() - t0) / (4 if device.type == "cuda" else 1)
+        best, spent = min(best, dt), spent + dt
+    return 2 * n**3 / best / 1e12
+
+
+def tile_flops(model: torch.nn.Module, tile_h: int, tile_w: int, device: torch.device, dtype: torch.dtype) -> int:
+    """FLOPs of one tile through the model (FlopCounterMode: a multiply-add is 2; matmul/conv/attention
+    only, so interpolation-only models count 0)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    x = torch.zeros(1, 3, tile_h, tile_w, device=device, dtype=dtype)
+    counter = FlopCounterMode(display=False)
+    with torch.inference_mode(), counter:
+        model(x)
+    return int(counter.get_total_flops())
+
+
+# -- the clip ---------------------------------------------------------------------------------------
+
+
+def clip_size(model: str, device: torch.device) -> tuple[tuple[int, int], int]:
+    """((w, h), frames) of the generated clip: 480p on CUDA; small on CPU, smaller for AdcSR."""
+    if device.type == "cuda":
+        return (854, 480), 24
+    if model.startswith("adcsr"):
+        return (128, 96), 4
+    return (176, 144), 8
+
+
+def make_clip(path: Path, size: tuple[int, int], frames: int, fps: int = 25) -> None:
+    """H.264 clip with motion and texture (a noise field sliding over gradients)."""
+    import av
+
+    w, h = size
+    rng = np.random.default_rng(0)
+    texture = rng.integers(0, 256, size=(h * 2, w * 2, 3), dtype=np.uint8)
+    yy, xx = np.mgrid[0:h, 0:w]
+    with av.open(str(path), "w") as out:
+        s = out.add_stream("libx264", rate=fps)
+        s.width, s.height, s.pix_fmt = w, h, "yuv420p"
+        s.codec_context.time_base = Fraction(1, fps)
+        for i in range(frames):
+            oy, ox = i % h, (2 * i) % w
+            base = np.stack([xx * 127 // w, yy * 127 // h, (xx + yy + i) % 128], -1).astype(np.uint8)
+            img = texture[oy : oy + h, ox : ox + w] // 2 + base
+            f = av.VideoFrame.from_ndarray(np.ascontiguousarray(img), format="rgb24")
+            f.pts = i
+            out.mux(s.encode(f))
+        out.mux(s.encode(None))
+
+
+def decode_split(path: Path) -> tuple[list[np.ndarray], float, float]:
+    """RGB frames of ``path``, seconds of decode alone and of the colour conversion (the reader's
+    RgbConverter) alone, timed apart in one pass."""
+    import av
+
+    from vsr.video.color import RgbConverter
+    from vsr.video.reader import VideoReader
+
+    with VideoReader(path) as r:
+        info = r.info
+    t0 = time.perf_counter()
+    with av.open(str(path)) as c:
+        decoded = list(c.decode(video=0))
+    t_decode = time.perf_counter() - t0
+    convert = RgbConverter(info.color, info.bit_depth)
+    t0 = time.perf_counter()
+    frames = [convert(vf) for vf in decoded]
+    return frames, t_decode, time.perf_counter() - t0
+
+
+# -- one setting ------------------------------------------------------------------------------------
+
+
+@dataclass
+class Result:
+    row: dict
+    stages: dict[str, float] = field(default_factory=dict)  # stage -> seconds per frame
+    note: str = ""
+
+
+@contextlib.contextmanager
+def instrumented(up, stages: dict[str, float]) -> Iterator[None]:
+    """Time the engine's steps by wrapping them on this instance (and vsr.tiling.blend) with device
+    syncs, so asynchronous CUDA work lands in the step that queued it. Undone on exit."""
+    from vsr import tiling
+
+    device = up.device
+
+    def wrap(name: str, fn):
+        def timed(*a, **k):
+            sync(device)
+            t0 = time.perf_counter()
+            out = fn(*a, **k)
+            sync(device)
+            stages[name] = stages.get(name, 0.0) + time.perf_counter() - t0
+            return out
+
+        return timed
+
+    original_blend = tiling.blend
+    for name, attr in ENGINE_STAGES:
+        if attr == "blend":
+            tiling.blend = wrap(name, original_blend)
+        else:
+            setattr(up, attr, wrap(name, getattr(up, attr)))
+    try:
+        yield
+    finally:
+        tiling.blend = original_blend
+        for _, attr in ENGINE_STAGES:
+            if attr != "blend":
+                delattr(up, attr)
+
+
+def measure(name: str, model: torch.nn.Module, device: torch.device, precision: str, tile: int, batch: int,
+            compile: bool, official: bool, clip: Path, frames: list[np.ndarray], ceiling: float) -> Result:
+    from vsr import engine
+    from vsr.config import RunConfig
+    from vsr.pipeline import Session, upscale_file
+
+    reset_peaks(device)
+    up = engine.Upscaler(model, device=device, precision=precision, tile=tile, batch=batch, color_fix="adain",
+                         compile=compile and not official, cuda_graphs=not official)
+    h, w = frames[0].shape[:2]
+    out_size = (w * up.scale, h * up.scale)
+    group = 1 if official else up.frames_per_call(w, h)
+    calls = [frames[i : i + group] for i in range(0, len(frames), group)]
+    up.upscale(calls[0], out_size)  # warm-up: plans, cuDNN autotune, CUDA graphs, compile
+    sync(device)
+    base = (up.stats.seconds_model, up.stats.tiles)
+    t0 = time.perf_counter()
+    for c in calls:
+        up.upscale(c, out_size)
+    sync(device)
+    model_s = time.perf_counter() - t0
+    seconds_model, tiles = up.stats.seconds_model - base[0], up.stats.tiles - base[1]
+    plan = up.plan(h, w)
+    equivalents = tiles * plan.tile_h * plan.tile_w / REF_TILE**2
+    ms_per_tile = seconds_model * 1000 / equivalents
+    flops = tile_flops(up.model, plan.tile_h, plan.tile_w, device, up.dtype) * tiles
+    tflops = flops / seconds_model / 1e12
+    # The whole `vsr run` path on the same Upscaler (warm), with the run's default encode settings.
+    config = RunConfig(model=name, device=str(device), precision=precision, tile=tile, batch=batch,
+                       overwrite=True, progress="none", quiet=True)
+    with tempfile.TemporaryDirectory(prefix="vsr-bench-") as tmp:
+        session = Session(config, name, up)
+        if official:  # one frame per call: make the pipeline group frames the same way
+            up.frames_per_call = lambda width, height: 1  # type: ignore[method-assign]
+        summary = upscale_file(session, clip, Path(tmp) / ("out" + clip.suffix))
+    sync(device)
+    host_mb = host_peak_mb()
+    n = len(frames)
+    st = summary.stats
+    stages = {"decode (thread)": st.get("seconds_decode", 0.0) / summary.frames,
+              "upscale (thread)": st.get("seconds_upscale", 0.0) / summary.frames,
+              "encode (thread, incl. RGB→YUV)": st.get("seconds_encode", 0.0) / summary.frames}
+    if not official:  # the instrumented pass: one more run over the clip, steps synced and timed
+        inner: dict[str, float] = {}
+        with instrumented(up, inner):
+            t0 = time.perf_counter()
+            for c in calls:
+                up.upscale(c, out_size)
+            total = time.perf_counter() - t0
+        inner = {k: v / n for k, v in inner.items()}
+        inner["engine other (tile lists, cat, checks)"] = max(0.0, total / n - sum(inner.values()))
+        stages = {**stages, **inner}
+    pipeline_fps = summary.fps
+    model_fps = n / model_s
+    row = {
+        "model": name, "device": str(device), "precision": PREC_NAMES[up.dtype], "tile": plan.tile_h if tile else 0,
+        "batch": up.batch, "ms_per_tile": ms_per_tile, "tflops": tflops,
+        "peak_fraction": tflops / ceiling if ceiling > 0 else 0.0, "model_fps": model_fps,
+        "pipeline_fps": pipeline_fps, "pipeline_efficiency": pipeline_fps / model_fps,
+        "speedup_vs_official": None, "peak_device_mem_mb": device_peak_mb(device, host_mb),
+        "peak_host_mem_mb": host_mb,
+    }
+    return Result(row, stages, f"{tiles} tiles of {plan.tile_w}x{plan.tile_h}, {summary.frames} frames")
+
+
+def load(name: str, weights: str | None, device: torch.device, dtype: torch.dtype) -> tuple[torch.nn.Module, str]:
+    """The model with its weights, or (models that need weights, none found) random ones."""
+    from vsr.errors import WeightsError
+    from vsr.models import MODELS, load_model
+
+    try:
+        return load_model(name, weights, device=device, dtype=dtype), ""
+    except WeightsError:
+        if weights is not None:
+            raise
+    torch.manual_seed(0)
+    return MODELS[name].build().to(device, dtype).eval().requires_grad_(False), "random weights (speed only)"
+
+
+def run_bench(args: argparse.Namespace) -> tuple[list[Result], dict]:
+    from vsr import engine
+    from vsr.errors import UsageError
+    from vsr.models import MODELS
+
+    if args.model not in MODELS:
+        raise UsageError(f"unknown model {args.model!r}; choose one of: {', '.join(sorted(MODELS))}")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = engine.resolve_device(args.device)
+    dtype = engine.resolve_precision(args.precision, device)
+    tile = engine.DEFAULT_TILE if args.tile is None else args.tile
+    batch = engine.DEFAULT_BATCH if args.batch is None else args.batch
+    with tempfile.TemporaryDirectory(prefix="vsr-bench-clip-") as tmp:
+        clip = args.input
+        (w, h), n = clip_size(args.model, device)
+        if args.size:
+            w, h = map(int, args.size.lower().split("x"))
+        n = args.frames or n
+        if clip is None:
+            clip = Path(tmp) / "clip.mp4"
+            make_clip(clip, (w, h), n)
+        elif not clip.is_file():
+            raise UsageError(f"{clip}: no such file")
+        frames, t_decode, t_convert = decode_split(clip)
+        ceiling = {p: matmul_tflops(device, p) for p in {dtype, torch.float32}}
+        model, why = load(args.model, args.weights, device, dtype)
+        results = [measure(args.model, model, device, args.precision, tile, batch, args.compile, False, clip, frames,
+                           ceiling[dtype])]
+        if args.official:
+            model32, _ = load(args.model, args.weights, device, torch.float32)
+            results.append(measure(args.model, model32, device, "fp32", tile, 1, False, True, clip, frames,
+                                   ceiling[torch.float32]))
+            official = results[1].row["ms_per_tile"]
+            results[0].row["speedup_vs_official"] = official / results[0].row["ms_per_tile"]
+            results[1].row["speedup_vs_official"] = 1.0
+    nf = len(frames)
+    results[0].stages = {"decode alone": t_decode / nf, "colour conversion alone (YUV→RGB)": t_convert / nf,
+                         **results[0].stages}
+    info = {"clip": f"{frames[0].shape[1]}x{frames[0].shape[0]}, {nf} frames" + (f" ({args.input})" if args.input else
+            " (generated)"), "ceiling_tflops": {PREC_NAMES[k]: v for k, v in ceiling.items()},
+            "weights": why, "threads": torch.get_num_threads()}
+    return results, info
+
+
+def format_table(results: list[Result], info: dict) -> str:
+    lines = [f"clip {info['clip']}; torch threads {info['threads']}; matmul ceiling "
+             + ", ".join(f"{k} {v:.3g} TFLOP/s" for k, v in info["ceiling_tflops"].items())
+             + (f"; {info['weights']}" if info["weights"] else "")]
+    head = ("setting   model        device  prec  tile batch  ms/tile  TFLOP/s  peak%  model fps  pipe fps  effic."
+            "  speedup  dev MB  host MB")
+    lines.append(head)
+    for res, label in zip(results, ("chosen", "official")):
+        r = res.row
+        speed = "-" if r["speedup_vs_official"] is None else f"{r['speedup_vs_official']:.2f}x"
+        lines.append(f"{label:<9} {r['model']:<12} {r['device']:<7} {r['precision']:<5} {r['tile']:>4} {r['batch']:>5}"
+                     f" {r['ms_per_tile']:>8.2f} {r['tflops']:>8.4f} {100 * r['peak_fraction']:>5.1f}"
+                     f" {r['model_fps']:>10.2f} {r['pipeline_fps']:>9.2f} {r['pipeline_efficiency']:>7.2f}"
+                     f" {speed:>8} {r['peak_device_mem_mb']:>7.0f} {r['peak_host_mem_mb']:>8.0f}")
+    stages = results[0].stages
+    lines.append("")
+    lines.append("per-stage, chosen setting, ms per frame (threads overlap: the pipeline runs at the pace of "
+                 "its slowest thread)")
+    for k, v in stages.items():
+        lines.append(f"  {k:<40} {1000 * v:>10.2f}")
+    threads = {k: v for k, v in stages.items() if "(thread" in k}
+    engine_steps = {k: stages[k] for k, _ in ENGINE_STAGES if k in stages}
+    if threads:
+        slow = max(threads, key=threads.get)
+        where = f"; inside it: {max(engine_steps, key=engine_steps.get)}" if slow.startswith("upscale") and engine_steps else ""
+        lines.append(f"bottleneck: {slow.split(' (')[0]} thread{where}")
+    lines.append("decode/colour conversion alone: separate pass over the clip; thread times: the pipeline run; "
+                 "engine steps: an extra run with a device sync around each step")
+    return "\n".join(lines)
+
+
+def main(args: argparse.Namespace) -> int:
+    results, info = run_bench(args)
+    if args.json:
+        print(json.dumps([{k: r.row[k] for k in KEYS} for r in results], indent=1))
+    else:
+        print(format_table(results, info))
+    return 0
+
+
+if __name__ == "__main__":  # python -m vsr.bench
+    ap = argparse.ArgumentParser(prog="vsr bench", description=__doc__.splitlines()[0])
+    add_arguments(ap)
+    raise SystemExit(main(ap.parse_args()))
