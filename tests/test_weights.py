@@ -22,6 +22,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from vsr import safe_pickle
 from vsr import weights as W
 from vsr.errors import UsageError, WeightsError
 from vsr.models import adcsr, adcsr_keys, load_model
@@ -126,7 +127,7 @@ def test_malicious_pickle_refused(tmp_path, how, fmt):
     else:
         torch.save(obj, path, _use_new_zipfile_serialization=(fmt == "zip"))
     with pytest.raises(WeightsError, match=r"refused: the pickle calls (posix|os|builtins)\.(system|exec)"):
-        W.load_pickle(path)
+        safe_pickle.load_pickle(path)
     assert not sentinel.exists()
 
 
@@ -138,9 +139,9 @@ def test_unknown_third_party_callable_is_inert(tmp_path):
 
     with fake_module(("somepkg", "somepkg.evil"), boom=boom):
         torch.save({"x": Evil(boom, str(sentinel)), "w": torch.ones(3)}, tmp_path / "f.pt")
-        loaded = W.load_pickle(tmp_path / "f.pt")  # the real function is importable here, still not run
+        loaded = safe_pickle.load_pickle(tmp_path / "f.pt")  # the real function is importable here, still not run
     assert not sentinel.exists()
-    assert isinstance(loaded["x"], W.Placeholder) and loaded["x"].args == (str(sentinel),)
+    assert isinstance(loaded["x"], safe_pickle.Placeholder) and loaded["x"].args == (str(sentinel),)
     assert torch.equal(loaded["w"], torch.ones(3))
 
 
@@ -149,7 +150,7 @@ def test_state_dict_formats_load(tmp_path, zipped):
     sd = collections.OrderedDict(a=torch.randn(3, 4), b=torch.arange(5), c=torch.nn.Parameter(torch.randn(2)))
     sd["view"] = sd["a"][1]  # a view sharing storage
     torch.save(sd, tmp_path / "sd.pkl", _use_new_zipfile_serialization=zipped)
-    got = W.load_pickle(tmp_path / "sd.pkl")
+    got = safe_pickle.load_pickle(tmp_path / "sd.pkl")
     assert list(got) == list(sd) and all(torch.equal(got[k], sd[k]) for k in sd)
 
 
@@ -163,10 +164,10 @@ try:
     raise SystemExit("pytorch_lightning is importable")
 except ImportError:
     pass
-from vsr import weights
-ckpt = weights.load_pickle({str(folder / W.ADCSR_DECODER)!r})
+from vsr import safe_pickle, weights
+ckpt = safe_pickle.load_pickle({str(folder / W.ADCSR_DECODER)!r})
 key = next(iter(ckpt["callbacks"]))
-assert isinstance(ckpt["callback_object"], weights.Placeholder), ckpt["callback_object"]
+assert isinstance(ckpt["callback_object"], safe_pickle.Placeholder), ckpt["callback_object"]
 net, dec = weights.load_official({str(folder / W.ADCSR_NET)!r}, {str(folder / W.ADCSR_DECODER)!r})
 assert sys.modules["pytorch_lightning"] is None
 print(key.module + "." + key.name, ckpt["global_step"], len(dec), len(net))
