@@ -31,7 +31,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from vsr import engine, tiling  # noqa: E402
+from vsr import cuda_runner, engine, tiling  # noqa: E402
 from vsr.models import adcsr  # noqa: E402
 
 TILE = 128  # LR px: the unit of issue 4's targets
@@ -98,7 +98,7 @@ def model_rows(model32: torch.nn.Module, batches: list[int], do_compile: bool, d
                 continue  # fp32 is the reference, not a production mode
             t0 = time.perf_counter()
             try:
-                run = engine._Graph(fn, x.to(dtype)) if graph else fn
+                run = cuda_runner.CudaGraph(fn, x.to(dtype)) if graph else fn
                 y, ms = timed(run, x.to(dtype), warmup, iters)
             except torch.OutOfMemoryError:
                 rows.append({"mode": mode, "dtype": str(dtype)[6:], "batch": b, "error": "out of memory"})
@@ -156,7 +156,7 @@ def sweep_rows(model32: torch.nn.Module, device: torch.device, tiles: list[int],
     for t in tiles:
         x = test_image(batch, t, device).half().contiguous(memory_format=torch.channels_last)
         try:
-            run = engine._Graph(m16, x) if device.type == "cuda" else m16
+            run = cuda_runner.CudaGraph(m16, x) if device.type == "cuda" else m16
             _, ms = timed(run, x, warmup, iters)
         except torch.OutOfMemoryError:
             torch.cuda.empty_cache()

@@ -11,7 +11,7 @@ of its last tile, so every forward has the same shape) and run through
 the model (CUDA: channels_last, one CUDA graph per (batch, tile) shape, optional torch.compile);
 outputs are blended with feathered weights; each finished frame gets colour correction on the whole
 frame, the resize to the requested size, quantisation, and goes back to the host. cuda, cuda:N, mps
-and cpu all take this path; only the transfer and graph details differ on CUDA.
+and cpu all take this path; only the transfer and graph details differ on CUDA (vsr.cuda_runner).
 
 Guards: a tile whose output is not finite is recomputed in fp32 (counted in ``stats.nan_retries``);
 non-finite in fp32 too, or in a finished frame, raises ProcessingError: no NaN frame is returned. On
@@ -32,6 +32,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from vsr import tiling
+from vsr.cuda_runner import CudaTransfers, GraphCache
 from vsr.errors import ProcessingError, UsageError
 
 # Default tile, LR px. AdcSR's self-attention grows with the square of the tile area: on an H200
@@ -43,7 +44,6 @@ DEFAULT_TILE = 128
 DEFAULT_TILE_OVERLAP = 16  # LR px; 64 output px of feather at x4, zero weight on the outer 4 LR px
 DEFAULT_BATCH = 16  # tiles per forward; H200 fp16 is near its best from 16-32; OOM halves it
 MAX_SPARE_ACCUMULATORS = 2  # blend buffers kept between frames (about 400 MB each for 1080p at x4)
-GRAPH_WARMUP_ITERS = 3  # eager runs on a side stream before a CUDA graph capture (PyTorch's advice)
 PRECISIONS = ("auto", "fp32", "fp16", "bf16")
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 OOM_ERRORS = (torch.OutOfMemoryError,)  # torch.cuda.OutOfMemoryError is the same class
@@ -150,27 +150,6 @@ def _color_fix(name: str) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor
     return lambda sr, lr: colorfix.apply_color_fix(name, sr, lr)
 
 
-class _Graph:
-    """One CUDA graph of ``fn`` for one static input shape; replay copies into the static input."""
-
-    def __init__(self, fn: Callable[[torch.Tensor], torch.Tensor], example: torch.Tensor) -> None:
-        self.inp = example.clone()
-        side = torch.cuda.Stream(example.device)
-        side.wait_stream(torch.cuda.current_stream(example.device))
-        with torch.cuda.stream(side):
-            for _ in range(GRAPH_WARMUP_ITERS):
-                fn(self.inp)
-        torch.cuda.current_stream(example.device).wait_stream(side)
-        self.graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(self.graph):
-            self.out = fn(self.inp)
-
-    def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        self.inp.copy_(x)
-        self.graph.replay()
-        return self.out  # overwritten by the next replay: consumed (blended) before that, in order
-
-
 @dataclass
 class _Frame:
     """One frame in flight inside a call."""
@@ -221,14 +200,13 @@ class Upscaler:
             torch.compile(self.model, dynamic=False) if compile else self.model
         )
         self.cuda_graphs = cuda_graphs and self.cuda
-        self._graphs: dict[tuple, _Graph] = {}
+        self._graphs = GraphCache()
         # Fill a short last batch to the fixed shape where static shapes pay (graphs, compile); on
         # other paths filler tiles would be pure extra work. None = that automatic choice.
         self.pad_batches = (self.cuda_graphs or compile) if pad_batches is None else pad_batches
         self._fp32_model: nn.Module | None = None  # made on the first non-finite tile
         self._plans: dict[tuple[int, int], tiling.TilePlan] = {}
-        self._copy_stream = torch.cuda.Stream(self.device) if self.cuda else None
-        self._events: list[tuple[torch.cuda.Event, torch.cuda.Event]] = []
+        self._transfers = CudaTransfers(self.device) if self.cuda else None
         self._call_base = 0
         self._spare_acc: list[torch.Tensor] = []  # finished frames' accumulators, reused
         self.stats = UpscaleStats()
@@ -316,25 +294,12 @@ class Upscaler:
     def _upload(self, frames: Sequence[np.ndarray]) -> list[tuple[torch.Tensor, torch.cuda.Event | None]]:
         """Frames to the device as integer (H, W, 3) tensors. CUDA: staged through pinned memory and
         copied on the side stream, so the copies overlap the model; each comes with its event."""
-        if not self.cuda:
-            host = [torch.from_numpy(np.ascontiguousarray(f)) for f in frames]
-            if self.device.type != "cpu" and host[0].dtype == torch.uint16:
-                host = [h.to(torch.int32) for h in host]  # mps and others lack uint16 tensors
-            return [(h.to(self.device), None) for h in host]
-        assert self._copy_stream is not None
-        main = torch.cuda.current_stream(self.device)
-        self._copy_stream.wait_stream(main)  # the destination memory was last used on main
-        out = []
-        for f in frames:
-            src = torch.from_numpy(np.ascontiguousarray(f))
-            pinned = torch.empty(src.shape, dtype=src.dtype, pin_memory=True).copy_(src)
-            dst = torch.empty(src.shape, dtype=src.dtype, device=self.device)
-            with torch.cuda.stream(self._copy_stream):
-                dst.copy_(pinned, non_blocking=True)
-                event = torch.cuda.Event()
-                event.record(self._copy_stream)
-            out.append((dst, event))
-        return out
+        if self._transfers is not None:
+            return self._transfers.upload(frames)
+        host = [torch.from_numpy(np.ascontiguousarray(f)) for f in frames]
+        if self.device.type != "cpu" and host[0].dtype == torch.uint16:
+            host = [h.to(torch.int32) for h in host]  # mps and others lack uint16 tensors
+        return [(h.to(self.device), None) for h in host]
 
     def _start_frame(self, index: int, upload: tuple, plan: tiling.TilePlan, dtype: np.dtype) -> _Frame:
         raw, event = upload
@@ -364,11 +329,9 @@ class Upscaler:
             x = x.contiguous(memory_format=torch.channels_last)
         with self._timing():
             if self.cuda_graphs:
-                key = (tuple(x.shape), self.dtype)
-                if key not in self._graphs:
-                    self._graphs[key] = _Graph(self._fn, x)
-                    self.stats.graph_captures += 1
-                y = self._graphs[key](x)
+                graph, captured = self._graphs.get(self._fn, x, self.dtype)
+                self.stats.graph_captures += captured
+                y = graph(x)
             else:
                 y = self._fn(x)
         self.stats.forward_calls += 1
@@ -427,24 +390,14 @@ class Upscaler:
 
     def _download(self, out: torch.Tensor) -> torch.Tensor:
         """Start the copy of a finished frame to host memory (CUDA: pinned, side stream)."""
-        if not self.cuda:
-            return out.cpu()
-        assert self._copy_stream is not None
-        self._copy_stream.wait_stream(torch.cuda.current_stream(self.device))
-        host = torch.empty(out.shape, dtype=out.dtype, pin_memory=True)
-        with torch.cuda.stream(self._copy_stream):
-            host.copy_(out, non_blocking=True)
-        out.record_stream(self._copy_stream)  # keep its memory until the copy is done
-        return host
+        if self._transfers is not None:
+            return self._transfers.download(out)
+        return out.cpu()
 
     def _collect(self, results: list, finite: list[torch.Tensor], dtype: np.dtype) -> list[np.ndarray]:
-        if self.cuda:
-            assert self._copy_stream is not None
-            self._copy_stream.synchronize()
-            torch.cuda.current_stream(self.device).synchronize()
-            for start, end in self._events:
-                self.stats.seconds_model += start.elapsed_time(end) / 1000.0
-            self._events.clear()
+        if self._transfers is not None:
+            for seconds in self._transfers.synchronize():
+                self.stats.seconds_model += seconds
         if not bool(torch.stack(finite).all()):
             raise ProcessingError("a finished frame has non-finite values (colour fix or resize); not written")
         # The numpy arrays share memory with (pinned) host tensors, which they keep alive.
@@ -454,13 +407,10 @@ class Upscaler:
     def _timing(self):
         """Adds the model time of the block to ``stats.seconds_model``: CUDA events (read at the
         end of the call, no sync here), wall time elsewhere."""
-        if not self.cuda:
-            t0 = time.perf_counter()
-            yield
-            self.stats.seconds_model += time.perf_counter() - t0
+        if self._transfers is not None:
+            with self._transfers.timing():
+                yield
             return
-        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        start.record()
+        t0 = time.perf_counter()
         yield
-        end.record()
-        self._events.append((start, end))
+        self.stats.seconds_model += time.perf_counter() - t0
