@@ -24,7 +24,7 @@ from media import make_image, make_video
 from vsr.cli import main
 from vsr.config import RunConfig
 from vsr.pipeline import choose_executor, open_session, read_rgb, upscale_file
-from vsr.runtime import ray_pool
+from vsr.runtime import ray_actor, ray_pool
 
 ray = pytest.importorskip("ray")
 
@@ -201,7 +201,7 @@ def test_cli_two_nodes_identical(cluster, clip: Path, reference, tmp_path: Path,
 def test_crashing_actor_restarted_nothing_lost(cluster, clip: Path, reference, tmp_path: Path, monkeypatch) -> None:
     """One actor whose process dies at its fifth batch, every time: Ray restarts it (model reloaded)
     and the lost batches wait for it, as there is no other actor."""
-    monkeypatch.setenv(ray_pool.TEST_FAIL_ENV, f"0:{CRASH_AFTER}:exit")
+    monkeypatch.setenv(ray_actor.TEST_FAIL_ENV, f"0:{CRASH_AFTER}:exit")
     out = tmp_path / "crash.mkv"
     session = open_session(RunConfig(executor="ray", workers=1, **BASE))
     try:
@@ -213,7 +213,7 @@ def test_crashing_actor_restarted_nothing_lost(cluster, clip: Path, reference, t
 
 
 def test_killed_actor_nothing_lost(cluster, clip: Path, reference, tmp_path: Path, monkeypatch) -> None:
-    monkeypatch.setenv(ray_pool.TEST_DELAY_ENV, str(BATCH_DELAY_S))
+    monkeypatch.setenv(ray_actor.TEST_DELAY_ENV, str(BATCH_DELAY_S))
     out = tmp_path / "kill.mkv"
     session = open_session(RunConfig(executor="ray", workers=2, **BASE))
     assert session.pool is not None
@@ -232,7 +232,7 @@ def test_killed_actor_nothing_lost(cluster, clip: Path, reference, tmp_path: Pat
 
 
 def test_retries_exhausted_fails_cleanly(cluster, clip: Path, tmp_path: Path, monkeypatch, capsys) -> None:
-    monkeypatch.setenv(ray_pool.TEST_FAIL_ENV, "*:0:raise")
+    monkeypatch.setenv(ray_actor.TEST_FAIL_ENV, "*:0:raise")
     monkeypatch.setenv("VSR_MAX_RETRIES", "1")
     out = tmp_path / "never.mkv"
     args = ["run", str(clip), "-o", str(out), "--model", "bicubic", "--progress", "none", "--executor", "ray",

@@ -6,7 +6,8 @@ once into the object store, keeps at most ``inflight_per_worker`` batches in fli
 collects results with ``ray.wait`` and hands frames on in order from a bounded reorder window. A batch
 whose actor raised, died or is being restarted by Ray goes to another live actor where there is one;
 one that failed ``max_retries + 1`` times, or an empty pool, ends the run with ProcessingError.
-Ray is imported lazily. When vsr starts Ray itself: no dashboard, every server on loopback.
+Ray is imported lazily. When vsr starts Ray itself: no dashboard, every server on loopback. This is
+the driver side; what runs inside the actors' processes is in vsr.runtime.ray_actor.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ import numpy as np
 from vsr.config import RunConfig
 from vsr.errors import ProcessingError, UsageError, VsrError
 from vsr.runtime.local import _DONE, POLL_S, ExecutorStats, LocalExecutor
+from vsr.runtime.ray_actor import UpscalerActor, _test_hook
 from vsr.video.reader import Frame
 
 log = logging.getLogger("vsr")
@@ -36,8 +38,6 @@ ACTOR_PROBE_LIMIT = 30  # failed probes of a restarting actor before it is retir
 ACTOR_START_TIMEOUT_S = 600.0  # seconds to wait for the actors to load their models
 REORDER_SLACK = 2  # outstanding batches (in flight + waiting for order) <= this x actors x in-flight
 WAIT_S = 0.01  # seconds ray.wait blocks while frames may be waiting in the decode queue
-TEST_FAIL_ENV = "VSR_RAY_TEST_FAIL"  # test hook "RANK:AFTER[:raise|exit]" (RANK may be "*")
-TEST_DELAY_ENV = "VSR_RAY_TEST_DELAY_S"  # test hook: seconds each actor sleeps per batch
 _NO_IMAGE = np.empty((0, 0, 3), np.uint8)  # what a frame's metadata carries while its pixels are in Ray
 
 
@@ -77,55 +77,6 @@ def connect(address: str | None) -> bool:
             os.environ[name] = saved[0]
         rc.ENABLE_RAY_CLUSTER = saved[1]
     return True
-
-
-class UpscalerActor:
-    """Holds one Upscaler for its lifetime; Ray restarts it (model reloaded) if its process dies."""
-
-    def __init__(self, config: dict, model: str, device: str, threads: int, rank: int, hook: dict) -> None:
-        import torch
-
-        from vsr.pipeline import build_upscaler
-
-        torch.set_num_threads(threads)
-        self.rank, self.hook, self.batches = rank, hook, 0
-        self.error: VsrError | None = None
-        try:
-            self.upscaler = build_upscaler(RunConfig(**config), model, torch.device(device))
-        except VsrError as e:  # reported by info(): the driver re-raises it with its exit code
-            self.error = e
-
-    def info(self) -> dict:
-        from vsr.pipeline import weights_digest
-
-        if self.error is not None:
-            raise self.error
-        ctx = _ray().get_runtime_context()
-        return {"node": ctx.get_node_id(), "pid": os.getpid(), "device": str(self.upscaler.device),
-                "gpus": ctx.get_accelerator_ids().get("GPU", []), "weights_hash": weights_digest(self.upscaler.model)}
-
-    def frames_per_call(self, width: int, height: int) -> int:
-        return self.upscaler.frames_per_call(width, height)
-
-    def upscale(self, batch: np.ndarray, out_size: tuple[int, int]) -> tuple[np.ndarray, float, str]:
-        """(N, H, W, 3) in, (N, H', W', 3) out as one array, with model seconds and the node id."""
-        if self.hook.get("delay_s"):
-            time.sleep(self.hook["delay_s"])
-        fail = self.hook.get("fail")
-        if fail and fail[0] in ("*", str(self.rank)) and self.batches >= fail[1]:
-            if fail[2] == "exit":
-                os._exit(1)  # the process dies as on a crash; Ray restarts the actor
-            raise RuntimeError(f"test hook: actor {self.rank} fails after {fail[1]} batch(es)")
-        t0 = time.perf_counter()
-        out = np.stack(self.upscaler.upscale(list(batch), out_size))
-        self.batches += 1
-        return out, time.perf_counter() - t0, _ray().get_runtime_context().get_node_id()
-
-
-def _test_hook() -> dict:
-    fail, delay = os.environ.get(TEST_FAIL_ENV), os.environ.get(TEST_DELAY_ENV)
-    rank, after, mode = ((fail + ":raise").split(":")[:3]) if fail else ("", "0", "")
-    return {"fail": (rank, int(after), mode) if fail else None, "delay_s": float(delay) if delay else 0.0}
 
 
 def _reason(err: BaseException) -> str:
