@@ -17,7 +17,7 @@ imageio_ffmpeg = pytest.importorskip("imageio_ffmpeg")
 from media import make_video, packets, stream_span, video_frames  # noqa: E402
 from vsr.cli import main  # noqa: E402
 from vsr.pipeline import read_rgb  # noqa: E402
-from vsr.video import ffmpeg_writer  # noqa: E402
+from vsr.video import ffmpeg_binary, ffmpeg_writer  # noqa: E402
 from vsr.video.encoders import EncodeSettings  # noqa: E402
 from vsr.video.reader import VideoReader  # noqa: E402
 
@@ -127,7 +127,7 @@ def test_unknown_encoder_and_missing_binary(vfr_clip: Path, tmp_path: Path, caps
     assert "has no video encoder 'no_such_enc'" in capsys.readouterr().err
     nv = tmp_path / "nv.mp4"  # a hardware encoder the binary lists but cannot open here: its software fallback
     assert run(str(vfr_clip), "-o", str(nv), "--model", "bicubic", "--encoder", "ffmpeg", "--codec", "h264_nvenc") == 0
-    if not ffmpeg_writer._opens(FFMPEG, "h264_nvenc"):
+    if not ffmpeg_binary._opens(FFMPEG, "h264_nvenc"):
         assert "falling back to libx264" in capsys.readouterr().err
     assert _tags(nv)[0] == "h264" and len(video_frames(nv)) == len(VFR_PTS)
     nv.unlink()
@@ -135,7 +135,7 @@ def test_unknown_encoder_and_missing_binary(vfr_clip: Path, tmp_path: Path, caps
     def missing() -> str:
         raise RuntimeError("no ffmpeg exe could be found")
 
-    monkeypatch.setattr(ffmpeg_writer.shutil, "which", lambda name: None)
+    monkeypatch.setattr(ffmpeg_binary.shutil, "which", lambda name: None)
     monkeypatch.setattr(imageio_ffmpeg, "get_ffmpeg_exe", missing)
     assert run(str(vfr_clip), "-o", str(out), "--model", "bicubic", "--encoder", "ffmpeg") == 2
     assert "no ffmpeg binary on PATH" in capsys.readouterr().err
@@ -170,12 +170,12 @@ def test_streaming_window_and_abort(tmp_path: Path) -> None:
 def test_hardware_upload_command(vfr_clip: Path) -> None:
     """VAAPI encoders get GPU frames: hwupload on a device ffmpeg opens; the binary's own encoder list
     and pixel formats are used (PyAV has no VAAPI encoders). Checked without the hardware."""
-    assert ffmpeg_writer.codec_family("h264_vaapi") == "h264" and ffmpeg_writer.container_holds(".mp4", "h264_vaapi")
-    assert ffmpeg_writer.default_pix_fmt("h264_vaapi", "yuv420p") == "nv12"
-    assert ffmpeg_writer.default_pix_fmt("hevc_vaapi", "yuv420p10le") == "p010le"
+    assert ffmpeg_binary.codec_family("h264_vaapi") == "h264" and ffmpeg_binary.container_holds(".mp4", "h264_vaapi")
+    assert ffmpeg_binary.default_pix_fmt("h264_vaapi", "yuv420p") == "nv12"
+    assert ffmpeg_binary.default_pix_fmt("hevc_vaapi", "yuv420p10le") == "p010le"
     info, _ = _frames(vfr_clip)
     info = type(info)(**{**vars(info), "sample_aspect_ratio": Fraction(8, 9)})
-    cmd = ffmpeg_writer.build_command("ffmpeg", info, (128, 96), EncodeSettings(codec="h264_vaapi", pix_fmt="nv12",
+    cmd = ffmpeg_binary.build_command("ffmpeg", info, (128, 96), EncodeSettings(codec="h264_vaapi", pix_fmt="nv12",
                                       options={"qp": "20"}), high_bit=False)
     line = " ".join(cmd)
     assert "-init_hw_device vaapi=vsr -filter_hw_device vsr" in line

@@ -165,17 +165,17 @@ def open_session(config: RunConfig) -> Session:
 def _codec(config: RunConfig, source_pix_fmt: str) -> str:
     """The video encoder, checked against what will run it: PyAV, or the ffmpeg binary (--encoder ffmpeg)."""
     if config.encoder == "ffmpeg":
-        from vsr.video import ffmpeg_writer
+        from vsr.video import ffmpeg_binary
 
-        return ffmpeg_writer.choose_encoder(config.codec, source_pix_fmt)
+        return ffmpeg_binary.choose_encoder(config.codec, source_pix_fmt)
     return choose_encoder(config.codec, source_pix_fmt)
 
 
 def _holds(config: RunConfig, ext: str, codec: str) -> bool:
     if config.encoder == "ffmpeg":
-        from vsr.video import ffmpeg_writer
+        from vsr.video import ffmpeg_binary
 
-        return ffmpeg_writer.container_holds(ext, codec)
+        return ffmpeg_binary.container_holds(ext, codec)
     return container_holds(ext, codec)
 
 
@@ -251,7 +251,7 @@ def encode_settings(info: VideoInfo, config: RunConfig) -> EncodeSettings:
     """The source's chroma and bit depth kept by default: libx264 for 8-bit, libx265 above."""
     codec = _codec(config, info.pix_fmt)
     if config.encoder == "ffmpeg":
-        from vsr.video.ffmpeg_writer import default_pix_fmt as default_fmt
+        from vsr.video.ffmpeg_binary import default_pix_fmt as default_fmt
     else:
         default_fmt = default_pix_fmt
     return EncodeSettings(
