@@ -1,6 +1,6 @@
 """Speed of the compact model on this machine's CPU: model only, Upscaler, and `vsr run` end to end.
 
-    python benchmarks/compact_speed.py [--frames 150] [--threads 2] [--weights FILE]
+    python benchmarks/compact_speed.py [--frames 150] [--weights FILE] [--skip-e2e]
 
 The target (issue 8): 176×144 → 704×576 at 8 frames/s or more end to end, on 2 CPU cores.
 End to end = ``python -m vsr run clip.mp4 -o out.mp4 --model compact`` in a subprocess: process start,
@@ -80,8 +80,9 @@ def upscaler_fps(model: torch.nn.Module, tile: int, frames: int) -> float:
     return frames / (time.perf_counter() - t)
 
 
-def end_to_end(clip: Path, out: Path, frames: int, extra: list[str], threads: int) -> float:
+def end_to_end(clip: Path, out: Path, frames: int, extra: list[str], threads: int, weights: Path | None) -> float:
     env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
+    extra = [*extra, "--weights", str(weights)] if weights else extra
     cmd = [sys.executable, "-m", "vsr", "run", str(clip), "-o", str(out), "--model", "compact", "--device", "cpu",
            "--overwrite", "--progress", "none", *extra]
     t = time.perf_counter()
@@ -92,28 +93,31 @@ def end_to_end(clip: Path, out: Path, frames: int, extra: list[str], threads: in
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--frames", type=int, default=150)
-    ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--weights", type=Path)
     ap.add_argument("--skip-e2e", action="store_true", help="model and Upscaler only")
     args = ap.parse_args()
-    torch.set_num_threads(args.threads)
     model = load_model("compact", args.weights)
     cfg = model.config
     print(f"compact {cfg}: {compact.count_params(model) / 1e3:.1f} k parameters; GFLOPs per frame: "
           + ", ".join(f"{w}x{h} {compact.gflops_per_frame(cfg, w, h):.2f}" for w, h in (SIZE, *SIZES_480P)))
-    print(f"torch {torch.__version__}, {args.threads} threads, load average {os.getloadavg()[0]:.2f}")
-    rows = [
-        ("model only, NCHW", model_fps(load_model("compact", args.weights), False)),
-        ("model only, channels_last", model_fps(load_model("compact", args.weights), True)),
-        ("Upscaler --tile 0 (whole frame), adain", upscaler_fps(model, 0, args.frames // 3)),
-        ("Upscaler default tile, adain", upscaler_fps(model, 128, args.frames // 3)),
-    ]
+    print(f"torch {torch.__version__}, load average {os.getloadavg()[0]:.2f}, {args.frames} frames end to end")
+    rows = []
+    for threads in (1, 2):  # on a busy 2-core box one thread is often the faster
+        torch.set_num_threads(threads)
+        rows += [
+            (f"model only, NCHW, {threads} thr", model_fps(load_model("compact", args.weights), False)),
+            (f"model only, channels_last, {threads} thr", model_fps(load_model("compact", args.weights), True)),
+            (f"Upscaler --tile 0, adain, {threads} thr", upscaler_fps(model, 0, args.frames // 3)),
+            (f"Upscaler tile 128, adain, {threads} thr", upscaler_fps(model, 128, args.frames // 3)),
+        ]
     if not args.skip_e2e:
         with tempfile.TemporaryDirectory() as tmp:
             clip = Path(tmp) / "qcif.mp4"
             make_clip(clip, args.frames)
-            rows.append((f"vsr run --tile 0, {args.frames} frames", end_to_end(clip, Path(tmp) / "a.mp4", args.frames, ["--tile", "0"], args.threads)))
-            rows.append((f"vsr run (defaults), {args.frames} frames", end_to_end(clip, Path(tmp) / "b.mp4", args.frames, [], args.threads)))
+            for threads, extra in ((1, ["--tile", "0"]), (2, ["--tile", "0"]), (1, []), (2, [])):
+                name = f"vsr run {' '.join(extra) or '(default tile)'}, {threads} thr"
+                fps = end_to_end(clip, Path(tmp) / "out.mp4", args.frames, extra, threads, args.weights)
+                rows.append((name, fps))
     print(f"\n{'176x144 -> 704x576':<44}{'frames/s':>10}")
     for name, fps in rows:
         print(f"{name:<44}{fps:>10.1f}")

@@ -118,7 +118,8 @@ def main() -> int:
     ap.add_argument("--data", type=Path, default=Path("data/compact/holdout"), help="held-out HR images")
     ap.add_argument("--weights", type=Path, help="compact weights (default: the shipped file)")
     ap.add_argument("--models", default="bicubic,lanczos,compact")
-    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--degrade-config", type=Path, help="degradation parameters (default: configs/degrade.yaml)")
+    ap.add_argument("--threads", type=int, default=1, help="torch threads (1 is fastest on a busy 2-core box)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     names = args.models.split(",")
@@ -127,7 +128,7 @@ def main() -> int:
     if not files:
         print(f"no held-out images in {args.data}: run scripts/get_training_data.sh first", file=sys.stderr)
         return 2
-    cfg = D.load_config()
+    cfg = D.load_config(args.degrade_config)
     rows: dict[str, list[tuple[float, float]]] = {n: [] for n in names}
     print(f"held-out photos degraded by vsr/degrade.py (seed = index), ×4, border {BORDER_PX} px")
     print(f"{'image':<34}" + "".join(f"{n + ' PSNR/SSIM':>24}" for n in names))

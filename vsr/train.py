@@ -128,6 +128,8 @@ def load_images(folder: Path, min_side: int) -> list[torch.Tensor]:
     """All images in ``folder`` as (3, H, W) uint8 tensors, skipping those smaller than ``min_side``."""
     from PIL import Image
 
+    if not folder.is_dir():
+        raise UsageError(f"no training data at {folder}: run scripts/get_training_data.sh, or pass --data DIR")
     files = sorted(p for p in folder.iterdir() if p.suffix.lower() in (".png", ".jpg", ".jpeg", ".bmp", ".webp"))
     images = [torch.from_numpy(np.array(Image.open(p).convert("RGB"))).permute(2, 0, 1).contiguous() for p in files]
     images = [im for im in images if min(im.shape[-2:]) >= min_side]
