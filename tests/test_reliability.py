@@ -73,6 +73,9 @@ def corpus(root: Path, good: Path) -> list[tuple[Path, int]]:
     big = root / "big.png"
     make_image(big, size=(300, 200))
     cases.append((big, 2))  # with --max-pixels below 1200x800
+    big_video = root / "big video.mp4"
+    make_video(big_video, n=2, size=(400, 300), audio_start=None)
+    cases.append((big_video, 2))  # likewise: refused before any frame is upscaled
     return cases
 
 
