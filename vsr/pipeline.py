@@ -17,17 +17,12 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
-from vsr import engine
+from vsr import __version__, engine
 from vsr.config import RunConfig
 from vsr.errors import InputError, ProcessingError, UsageError, VsrError
 from vsr.models import MODELS, default_model, load_model
 from vsr.progress import Progress
 from vsr.runtime.local import LocalExecutor
-
-if TYPE_CHECKING:
-    from vsr.runtime.ray_pool import RayPool
-    from vsr.video.ffmpeg_writer import FFmpegWriter
-from vsr import __version__
 from vsr.video.encoders import EncodeSettings, choose_encoder, default_pix_fmt, parse_encoder_opts
 from vsr.video.reader import VideoInfo, VideoReader
 from vsr.video.sequence import is_pattern, is_sequence as reader_is_sequence, sequence_name
@@ -43,6 +38,10 @@ from vsr.video.writer import (
     needs_even,
     write_image,
 )
+
+if TYPE_CHECKING:
+    from vsr.runtime.ray_pool import RayPool
+    from vsr.video.ffmpeg_writer import FFmpegWriter
 
 log = logging.getLogger("vsr")
 
@@ -149,7 +148,7 @@ def open_session(config: RunConfig) -> Session:
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu") if ray else engine.resolve_device(config.device)
     name = config.model
     if name is None:
-        name, reason = default_model(device)
+        name, reason = default_model(device, config.weights)
         log.info(reason)
     if name not in MODELS:
         raise UsageError(f"unknown model {name!r}; choose one of: {', '.join(sorted(MODELS))}")
