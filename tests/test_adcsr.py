@@ -13,7 +13,6 @@ import json
 import math
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -267,7 +266,6 @@ def test_norms_compute_in_fp32(dtype):
 # --- vsr run with AdcSR weights --------------------------------------------------------------------
 
 def test_vsr_run_with_official_weights_equals_library_plus_adain(tmp_path):
-    from test_weights import save_official
     from vsr.video.writer import write_image
 
     model = random_tiny().eval()

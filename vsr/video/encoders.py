@@ -74,12 +74,18 @@ def supported_formats(encoder: str) -> list[str]:
 
 def default_pix_fmt(encoder: str, source_pix_fmt: str) -> str:
     """Keep the source's chroma subsampling and bit depth where ``encoder`` can."""
+    return pick_pix_fmt(encoder, source_pix_fmt, supported_formats(encoder))
+
+
+def pick_pix_fmt(encoder: str, source_pix_fmt: str, formats: list[str], fallbacks: tuple[str, ...] = ()) -> str:
+    """The first of: the source's chroma and depth, the same chroma at 10 bits, 4:2:0 at the source's
+    depth, 8-bit 4:2:0, then ``fallbacks``, that ``formats`` (what the encoder takes; empty: anything)
+    holds. Falling back is said in one line."""
     depth = bit_depth(source_pix_fmt)
     sub = chroma(source_pix_fmt)
     base = "gray" if sub == "gray" else f"yuv{sub}p"
     suffix = "" if depth <= 8 else ("10le" if depth <= 10 else "12le")
-    formats = supported_formats(encoder)
-    for cand in (base + suffix, f"yuv{sub}p10le" if depth > 8 else "", f"yuv420p{suffix}", "yuv420p"):
+    for cand in (base + suffix, f"yuv{sub}p10le" if depth > 8 else "", f"yuv420p{suffix}", "yuv420p", *fallbacks):
         if cand and (not formats or cand in formats):
             if cand != base + suffix:
                 log.info("%s cannot encode %s; using %s", encoder, base + suffix, cand)

@@ -22,9 +22,17 @@ from av.video.reformatter import Colorspace
 
 from vsr.errors import UsageError
 from vsr.video.color import is_rgb, matrix
-from vsr.video.encoders import DEFAULT_8BIT, DEFAULT_HIGH_BIT, EncodeSettings, bit_depth, chroma, encoder_table
+from vsr.video.encoders import (
+    DEFAULT_8BIT,
+    DEFAULT_HIGH_BIT,
+    EncodeSettings,
+    bit_depth,
+    encoder_table,
+    pick_pix_fmt,
+)
 from vsr.video.reader import VideoInfo
-from vsr.video.writer import CONTAINERS, output_tags
+from vsr.video import writer
+from vsr.video.writer import output_tags
 
 log = logging.getLogger("vsr")
 
@@ -106,11 +114,7 @@ def codec_family(encoder: str) -> str:
 
 def container_holds(ext: str, encoder: str, vfr: bool = True) -> bool:
     """As writer.container_holds, for an encoder of the ffmpeg binary."""
-    entry = CONTAINERS.get(ext.lower())
-    if entry is None:
-        return False
-    _, codecs, keeps_timing = entry
-    return (codecs is None or codec_family(encoder) in codecs) and (keeps_timing or not vfr)
+    return writer.container_holds(ext, encoder, vfr, family=codec_family)
 
 
 def _opens(binary: str, encoder: str) -> bool:
@@ -142,20 +146,12 @@ def choose_encoder(requested: str | None, source_pix_fmt: str) -> str:
 def default_pix_fmt(encoder: str, source_pix_fmt: str) -> str:
     """Keep the source's chroma subsampling and bit depth where ``encoder`` can (as encoders.default_pix_fmt).
     For an encoder that takes GPU frames only (VAAPI, Vulkan) this is the format uploaded: nv12 or p010le."""
-    depth, sub = bit_depth(source_pix_fmt), chroma(source_pix_fmt)
+    depth = bit_depth(source_pix_fmt)
     listed = pixel_formats(find_ffmpeg(), encoder)
     formats = [f for f in listed if f not in HW_PIX_FMTS]
     if listed and not formats:
         return "p010le" if depth > 8 else "nv12"
-    base = "gray" if sub == "gray" else f"yuv{sub}p"
-    suffix = "" if depth <= 8 else ("10le" if depth <= 10 else "12le")
-    for cand in (base + suffix, f"yuv{sub}p10le" if depth > 8 else "", f"yuv420p{suffix}", "yuv420p",
-                 "p010le" if depth > 8 else "", "nv12"):
-        if cand and (not formats or cand in formats):
-            if cand != base + suffix:
-                log.info("%s cannot encode %s; using %s", encoder, base + suffix, cand)
-            return cand
-    return formats[0]
+    return pick_pix_fmt(encoder, source_pix_fmt, formats, ("p010le" if depth > 8 else "", "nv12"))
 
 
 def _rate(info: VideoInfo) -> Fraction:

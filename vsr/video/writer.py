@@ -11,6 +11,7 @@ import logging
 import shutil
 from fractions import Fraction
 from pathlib import Path
+from typing import Callable
 
 import av
 import numpy as np
@@ -71,12 +72,15 @@ def container_for(ext: str) -> str:
     return CONTAINERS[ext.lower()][0]
 
 
-def container_holds(ext: str, encoder: str, vfr: bool = True) -> bool:
+def container_holds(ext: str, encoder: str, vfr: bool = True, family: Callable[[str], str] | None = None) -> bool:
+    """Whether files with ``ext`` hold what ``encoder`` makes (``family`` names its codec: PyAV's by
+    default) and, for variable frame rate, keep arbitrary timestamps."""
+    family = family or codec_family
     entry = CONTAINERS.get(ext.lower())
     if entry is None:
         return False
     _, codecs, keeps_timing = entry
-    return (codecs is None or codec_family(encoder) in codecs) and (keeps_timing or not vfr)
+    return (codecs is None or family(encoder) in codecs) and (keeps_timing or not vfr)
 
 
 def needs_even(pix_fmt: str) -> tuple[bool, bool]:
