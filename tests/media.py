@@ -110,3 +110,20 @@ def stream_span(path: Path, kind: str = "video") -> tuple[Fraction, Fraction]:
     with av.open(str(path)) as c:
         s = getattr(c.streams, kind)[0]
         return Fraction(s.start_time) * s.time_base, Fraction(s.duration or 0) * s.time_base
+
+
+def write_frames(path: Path, frames: list[av.VideoFrame], codec: str, pix_fmt: str, rate: int = 25,
+                 **codec_attrs: object) -> None:
+    """Encode ready-made frames (pts 0, 1, 2, ... at ``rate``) into ``path``; ``codec_attrs`` are set on
+    the encoder's context (colour tags, field order, ...)."""
+    with av.open(str(path), "w") as out:
+        vs = out.add_stream(codec, rate=rate)
+        vs.width, vs.height, vs.pix_fmt = frames[0].width, frames[0].height, pix_fmt
+        for key, value in codec_attrs.items():
+            setattr(vs.codec_context, key, value)
+        for i, frame in enumerate(frames):
+            frame.pts = i
+            for pk in vs.encode(frame):
+                out.mux(pk)
+        for pk in vs.encode():
+            out.mux(pk)

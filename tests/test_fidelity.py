@@ -11,7 +11,7 @@ import imageio_ffmpeg
 import numpy as np
 import pytest
 
-from media import make_video, packets
+from media import make_video, packets, write_frames
 from vsr.cli import main
 
 FFMPEG = imageio_ffmpeg.get_ffmpeg_exe()
@@ -49,11 +49,6 @@ def write_yuv_patches(path: Path, space: int, full: bool, pix_fmt: str = "yuv444
         planes[:, :, i * pw : (i + 1) * pw] = yuv_of(rgb, space, full, depth)[:, None, None]
     planes = np.round(planes) + extra
     dtype = np.uint16 if depth > 8 else np.uint8
-    out = av.open(str(path), "w")
-    vs = out.add_stream(codec, rate=25)
-    vs.width, vs.height, vs.pix_fmt = w, h, pix_fmt
-    cc = vs.codec_context
-    cc.colorspace, cc.color_range, cc.color_primaries, cc.color_trc = space, 2 if full else 1, space, space
     frame = av.VideoFrame(w, h, pix_fmt)
     sub_w, sub_h = av.VideoFormat(pix_fmt).chroma_width(w), av.VideoFormat(pix_fmt).chroma_height(h)
     for p, plane in enumerate(planes):
@@ -62,13 +57,8 @@ def write_yuv_patches(path: Path, space: int, full: bool, pix_fmt: str = "yuv444
         frame.planes[p].update(np.ascontiguousarray(data).tobytes() if frame.planes[p].line_size == data.strides[0]
                                else _pad_rows(data, frame.planes[p].line_size))
     frame.colorspace, frame.color_range = space, 2 if full else 1
-    for i in range(3):
-        frame.pts = i
-        for pk in vs.encode(frame):
-            out.mux(pk)
-    for pk in vs.encode():
-        out.mux(pk)
-    out.close()
+    write_frames(path, [frame] * 3, codec, pix_fmt, colorspace=space, color_range=2 if full else 1,
+                 color_primaries=space, color_trc=space)
     return [p for p in planes]
 
 
@@ -260,23 +250,14 @@ def combing(image: np.ndarray) -> float:
 
 def write_interlaced(path: Path, n: int = 10, size: int = 64) -> None:
     """Top-field-first frames whose two fields show a bar at different times (true combing)."""
-    out = av.open(str(path), "w")
-    vs = out.add_stream("ffv1", rate=25)
-    vs.width = vs.height = size
-    vs.pix_fmt = "yuv444p"
-    vs.codec_context.field_order = 2  # AV_FIELD_TT
+    frames = []
     for i in range(n):
         img = np.full((size, size, 3), 30, np.uint8)
         x0, x1 = (6 * i) % (size - 12), (6 * i + 3) % (size - 12)
         img[0::2, x0 : x0 + 8] = 230  # top field, time t
         img[1::2, x1 : x1 + 8] = 230  # bottom field, time t + 1/50 s
-        frame = av.VideoFrame.from_ndarray(img, format="rgb24")
-        frame.pts = i
-        for pk in vs.encode(frame):
-            out.mux(pk)
-    for pk in vs.encode():
-        out.mux(pk)
-    out.close()
+        frames.append(av.VideoFrame.from_ndarray(img, format="rgb24"))
+    write_frames(path, frames, "ffv1", "yuv444p", field_order=2)  # AV_FIELD_TT
 
 
 def test_deinterlace(tmp_path: Path, capsys) -> None:

@@ -17,7 +17,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from media import make_image, make_video
+from media import make_image, make_video, write_frames
 from vsr.cli import main
 from vsr.config import RunConfig
 from vsr.errors import VsrError
@@ -122,18 +122,9 @@ def test_unusual_pixel_formats(tmp_path: Path, pix_fmt: str) -> None:
     src = tmp_path / f"ünïcode dir/clip {pix_fmt}{ext}"
     src.parent.mkdir()
     codec = "png" if pix_fmt == "rgba" else "ffv1"
-    out = av.open(str(src), "w")
-    vs = out.add_stream(codec, rate=25)
-    vs.width, vs.height, vs.pix_fmt = 33, 17, pix_fmt
-    for i in range(3):
-        img = np.full((17, 33, 3), 40 * i + 20, np.uint8)
-        frame = av.VideoFrame.from_ndarray(img, format="rgb24").reformat(format=pix_fmt)
-        frame.pts = i
-        for pk in vs.encode(frame):
-            out.mux(pk)
-    for pk in vs.encode():
-        out.mux(pk)
-    out.close()
+    frames = [av.VideoFrame.from_ndarray(np.full((17, 33, 3), 40 * i + 20, np.uint8), format="rgb24")
+              .reformat(format=pix_fmt) for i in range(3)]
+    write_frames(src, frames, codec, pix_fmt)
     dst = tmp_path / "ünïcode dir" / "out put.mkv"
     assert main(["run", str(src), "-o", str(dst), "--model", "bicubic", "--progress", "none"]) == 0
     with av.open(str(dst)) as c:
