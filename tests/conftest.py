@@ -28,3 +28,18 @@ def _isolated_home(tmp_path_factory, monkeypatch):
     for key in list(os.environ):
         if key.startswith("VSR_") and key != "VSR_HOME":
             monkeypatch.delenv(key)
+
+
+@pytest.fixture(scope="module")
+def vfr_clip(tmp_path_factory) -> Path:
+    """A variable-frame-rate H.264 clip whose pts (media.VFR_PTS, ms) are irregular and start late,
+    with AAC audio starting at 0.3 s."""
+    from fractions import Fraction
+
+    from media import VFR_PTS, make_video, video_frames
+
+    path = tmp_path_factory.mktemp("vfr") / "vfr clip.mp4"
+    make_video(path, pts=VFR_PTS, size=(64, 48), audio_start=0.3)
+    # The fixture itself must be VFR and start late (PyAV rescales silently when misconfigured).
+    assert [t for t, _ in video_frames(path)] == [Fraction(p, 1000) for p in VFR_PTS]
+    return path

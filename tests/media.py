@@ -10,6 +10,7 @@ import numpy as np
 
 AUDIO_RATE = 48000  # Hz
 AUDIO_FRAME = 1024  # samples per AAC frame
+VFR_PTS = [500, 533, 580, 590, 650, 700, 733, 800, 810, 900, 1001, 1040]  # ms, irregular, not from 0
 
 
 def pattern(i: int, width: int, height: int, depth: int = 8) -> np.ndarray:

@@ -14,14 +14,13 @@ import pytest
 pytest.importorskip("ffmpeg", reason="--encoder ffmpeg needs ffmpeg-python")
 imageio_ffmpeg = pytest.importorskip("imageio_ffmpeg")
 
-from media import make_video, packets, stream_span, video_frames  # noqa: E402
+from media import VFR_PTS, make_video, packets, stream_span, video_frames  # noqa: E402
 from vsr.cli import main  # noqa: E402
 from vsr.pipeline import read_rgb  # noqa: E402
 from vsr.video import ffmpeg_binary, ffmpeg_writer  # noqa: E402
 from vsr.video.encoders import EncodeSettings  # noqa: E402
 from vsr.video.reader import VideoReader  # noqa: E402
 
-VFR_PTS = [500, 533, 580, 590, 650, 700, 733, 800, 810, 900, 1001, 1040]  # ms, irregular, not from 0
 FFMPEG = imageio_ffmpeg.get_ffmpeg_exe()
 
 
@@ -29,12 +28,6 @@ def run(*args: str) -> int:
     return main(["run", *args, "--progress", "none"])
 
 
-@pytest.fixture(scope="module")
-def vfr_clip(tmp_path_factory) -> Path:
-    path = tmp_path_factory.mktemp("vfr") / "vfr clip.mp4"
-    make_video(path, pts=VFR_PTS, size=(64, 48), audio_start=0.3)
-    assert [t for t, _ in video_frames(path)] == [Fraction(p, 1000) for p in VFR_PTS]
-    return path
 
 
 def _tags(path: Path) -> tuple:

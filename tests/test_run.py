@@ -14,21 +14,10 @@ from media import make_image, make_video, packets, stream_span, video_frames
 from vsr.cli import main
 from vsr.pipeline import read_rgb
 
-VFR_PTS = [500, 533, 580, 590, 650, 700, 733, 800, 810, 900, 1001, 1040]  # ms, irregular, not from 0
 
 
 def run(*args: str) -> int:
     return main(["run", *args, "--progress", "none"])
-
-
-@pytest.fixture(scope="module")
-def vfr_clip(tmp_path_factory) -> Path:
-    path = tmp_path_factory.mktemp("vfr") / "vfr clip.mp4"
-    make_video(path, pts=VFR_PTS, size=(64, 48), audio_start=0.3)
-    # The fixture itself must be VFR and start late (PyAV rescales silently when misconfigured).
-    got = [t for t, _ in video_frames(path)]
-    assert got == [Fraction(p, 1000) for p in VFR_PTS]
-    return path
 
 
 def test_vfr_timing_audio_and_defaults(vfr_clip: Path, tmp_path: Path) -> None:

@@ -17,6 +17,7 @@ import av
 import yaml
 
 from vsr.errors import UsageError
+from vsr.video.color import Hdr10
 
 log = logging.getLogger("vsr")
 
@@ -38,6 +39,17 @@ class EncodeSettings:
     preset: str = "medium"
     pix_fmt: str = "yuv420p"
     options: dict[str, str] = field(default_factory=dict)  # --encoder-opt, passed through last
+
+    def options_with_hdr(self, hdr: Hdr10 | None, source: str) -> dict[str, str]:
+        """``codec_options()`` plus the source's HDR10 metadata where the encoder can carry it (libx265)."""
+        options = self.codec_options()
+        if hdr is not None:
+            if self.codec == "libx265":
+                options["x265-params"] = ":".join(p for p in (options.get("x265-params"), hdr.x265_params()) if p)
+            else:
+                log.warning("%s: HDR10 mastering metadata is carried with libx265 only; %s output has none",
+                            source, self.codec)
+        return options
 
     def codec_options(self) -> dict[str, str]:
         entry = encoder_table().get(self.codec, {})

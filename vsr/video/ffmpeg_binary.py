@@ -191,13 +191,7 @@ def build_command(binary: str, info: VideoInfo, size: tuple[int, int], settings:
         stream = stream.filter("setsar", f"{sar.numerator}/{sar.denominator}")
     if device is not None:
         stream = stream.filter("hwupload")
-    options = settings.codec_options()
-    if info.hdr is not None:
-        if settings.codec == "libx265":
-            options["x265-params"] = ":".join(p for p in (options.get("x265-params"), info.hdr.x265_params()) if p)
-        else:
-            log.warning("%s: HDR10 mastering metadata is carried with libx265 only; %s output has none",
-                        info.path.name, settings.codec)
+    options = settings.options_with_hdr(info.hdr, info.path.name)
     out: dict[str, str] = {"c:v": settings.codec}
     if device is None:
         out["pix_fmt:v"] = settings.pix_fmt

@@ -151,13 +151,7 @@ class VideoWriter:
 
     def _add_video(self, fmt: str, settings: EncodeSettings) -> av.video.stream.VideoStream:
         info = self.info
-        options = settings.codec_options()
-        if info.hdr is not None:
-            if settings.codec == "libx265":
-                options["x265-params"] = ":".join(p for p in (options.get("x265-params"), info.hdr.x265_params()) if p)
-            else:
-                log.warning("%s: HDR10 mastering metadata is carried with libx265 only; %s output has none",
-                            info.path.name, settings.codec)
+        options = settings.options_with_hdr(info.hdr, info.path.name)
         try:
             vs = self.out.add_stream(settings.codec, rate=info.frame_rate or Fraction(25), options=options)
         except (ValueError, av.error.FFmpegError) as e:
