@@ -10,8 +10,8 @@ Two settings are measured in the same process on the same clip:
 For each: ``ms_per_tile`` (model time per 128×128 LR tile-equivalent, from the engine's own model
 timer over the clip), ``tflops`` (FLOPs of one tile counted with torch.utils.flop_counter, times the
 tiles, over the model time), ``peak_fraction`` (tflops over a matmul ceiling timed in this run on this
-device in this precision), ``model_fps`` (the Upscaler alone on the decoded frames, in memory),
-``pipeline_fps`` (the whole ``vsr run`` path: decode → upscale → encode, threaded),
+device in this precision, before and after the settings' runs, the best kept), ``model_fps`` (the
+Upscaler alone on the decoded frames, in memory, best of ``--repeats`` passes), ``pipeline_fps`` (the whole ``vsr run`` path: decode → upscale → encode, threaded),
 ``pipeline_efficiency`` (pipeline_fps / model_fps), ``speedup_vs_official`` (official ms_per_tile /
 ms_per_tile), ``peak_device_mem_mb`` (CUDA: max allocated; CPU: the host figure, the device is the
 host) and ``peak_host_mem_mb`` (the process's peak RSS during that setting's runs, Linux).
@@ -370,6 +370,11 @@ def run_bench(args: argparse.Namespace) -> tuple[list[Result], dict]:
             official = results[1].row["ms_per_tile"]
             results[0].row["speedup_vs_official"] = official / results[0].row["ms_per_tile"]
             results[1].row["speedup_vs_official"] = 1.0
+        for p in ceiling:  # timed again after the runs, the best kept: a shared machine only ever lowers it
+            ceiling[p] = max(ceiling[p], matmul_tflops(device, p))
+        for r in results:
+            c = ceiling[engine.DTYPES[r.row["precision"]]]
+            r.row["peak_fraction"] = r.row["tflops"] / c if c > 0 else 0.0
     nf = len(frames)
     results[0].stages = {"decode alone": t_decode / nf, "colour conversion alone (YUV→RGB)": t_convert / nf,
                          **results[0].stages}
