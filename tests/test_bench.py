@@ -66,8 +66,8 @@ def test_table_names_the_stages_and_the_bottleneck(capsys) -> None:
                      "--tile", "32"]) == 0
     out = capsys.readouterr().out
     assert "chosen" in out and "official" in out and "ms/tile" in out
-    for stage in ("decode alone", "colour conversion", "decode (thread)", "encode (thread", "encode alone", "host→device", "model",
-                  "blend", "device→host"):
+    for stage in ("decode alone", "colour conversion", "decode (thread)", "encode (thread", "encode alone",
+                  "host→device", "model", "blend", "device→host"):
         assert stage in out
     assert "bottleneck:" in out
 

@@ -11,10 +11,11 @@ For each: ``ms_per_tile`` (model time per 128×128 LR tile-equivalent, from the 
 timer over the clip), ``tflops`` (FLOPs of one tile counted with torch.utils.flop_counter, times the
 tiles, over the model time), ``peak_fraction`` (tflops over a matmul ceiling timed in this run on this
 device in this precision, before and after the settings' runs, the best kept), ``model_fps`` (the
-Upscaler alone on the decoded frames, in memory, best of ``--repeats`` passes), ``pipeline_fps`` (the whole ``vsr run`` path: decode → upscale → encode, threaded),
-``pipeline_efficiency`` (pipeline_fps / model_fps), ``speedup_vs_official`` (official ms_per_tile /
-ms_per_tile), ``peak_device_mem_mb`` (CUDA: max allocated; CPU: the host figure, the device is the
-host) and ``peak_host_mem_mb`` (the process's peak RSS during that setting's runs, Linux).
+Upscaler alone on the decoded frames, in memory, best of ``--repeats`` passes), ``pipeline_fps``
+(the whole ``vsr run`` path: decode → upscale → encode, threaded), ``pipeline_efficiency``
+(pipeline_fps / model_fps), ``speedup_vs_official`` (official ms_per_tile / ms_per_tile),
+``peak_device_mem_mb`` (CUDA: max allocated; CPU: the host figure, the device is the host) and
+``peak_host_mem_mb`` (the process's peak RSS during that setting's runs, Linux).
 ``--json`` prints a list of two objects (chosen, then official) with exactly those keys plus
 ``model``, ``device``, ``precision``, ``tile``, ``batch``.
 
@@ -363,6 +364,9 @@ def run_bench(args: argparse.Namespace) -> tuple[list[Result], dict]:
         model, why = load(args.model, args.weights, device, dtype)
         results = [measure(args.model, model, device, args.precision, tile, batch, args.compile, False, clip, frames,
                            ceiling[dtype], args.repeats)]
+        del model  # the official setting's peak memory should not hold the chosen model's weights
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
         if args.official:
             model32, _ = load(args.model, args.weights, device, torch.float32)
             results.append(measure(args.model, model32, device, "fp32", tile, 1, False, True, clip, frames,
