@@ -103,6 +103,8 @@ def check_config(config: RunConfig) -> None:
         raise UsageError(f"--scale {config.scale} is not supported; use one of {', '.join(map(str, SCALES))}")
     if config.height is not None and config.height < 2:
         raise UsageError(f"--height {config.height} is too small")
+    if config.threads is not None and config.threads < 1:
+        raise UsageError(f"--threads {config.threads} must be at least 1")
     if config.queue_size < 1:
         raise UsageError(f"queue_size {config.queue_size} must be at least 1")
     if config.workers is not None and config.workers < 1:
@@ -118,13 +120,18 @@ def build_upscaler(config: RunConfig, name: str, device: torch.device) -> engine
     """Load model ``name`` and wrap it in an Upscaler set up from ``config`` (local thread or Ray actor)."""
     dtype = engine.resolve_precision(config.precision, device)
     model = load_model(name, config.weights, device=device, dtype=dtype)
+    # Defaults by model and device: attention models are tiled (their cost grows with tile area
+    # squared), all-convolutional ones run whole frames; batches fill a GPU, while on a CPU a batch
+    # only multiplies the work per tile (compact: 1.7-3.9x slower per tile at 16, benchmarks/README.md).
+    tile = engine.DEFAULT_TILE if MODELS[name].attention else 0
+    batch = engine.DEFAULT_BATCH if device.type == "cuda" else 1
     return engine.Upscaler(
         model,
         device=device,
         precision=config.precision,
-        tile=engine.DEFAULT_TILE if config.tile is None else config.tile,
+        tile=tile if config.tile is None else config.tile,
         tile_overlap=engine.DEFAULT_TILE_OVERLAP if config.tile_overlap is None else config.tile_overlap,
-        batch=engine.DEFAULT_BATCH if config.batch is None else config.batch,
+        batch=batch if config.batch is None else config.batch,
         color_fix=config.color_fix,
         compile=config.compile,
         cuda_graphs=config.cuda_graphs,
@@ -157,6 +164,10 @@ def open_session(config: RunConfig) -> Session:
 
         pool = RayPool(config, name)
         return Session(config, name, None, pool.weights_hash, pool)
+    if device.type == "cpu":
+        # The model shares the cores with the decode and encode threads: on 2 cores, 2 model threads
+        # run compact end to end at 1.4 fps against 4.1 fps with 1 (benchmarks/README.md).
+        torch.set_num_threads(config.threads or max(1, (os.cpu_count() or 2) - 1))
     upscaler = build_upscaler(config, name, device)
     return Session(config, name, upscaler, weights_digest(upscaler.model))
 

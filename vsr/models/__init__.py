@@ -30,6 +30,7 @@ class ModelEntry:
     description: str  # one line for `vsr weights list` and --help
     needs_weights: bool = False  # True: cannot run without a weights file
     gpu_model: bool = False  # True: too slow for CPU use; never the default without a GPU
+    attention: bool = False  # True: cost grows with tile area squared, so frames are tiled by default
 
 
 def _no_weights(build: Callable[[], nn.Module]) -> Loader:
@@ -46,10 +47,10 @@ MODELS: dict[str, ModelEntry] = {
     "lanczos": ModelEntry(classic.build_lanczos, _no_weights(classic.build_lanczos), "Lanczos-3 ×4 (baseline)"),
     "adcsr": ModelEntry(adcsr.build_adcsr, adcsr.loader("adcsr"),
                         "AdcSR ×4 (CVPR 2025), one-step diffusion-GAN, 456 M parameters; GPU",
-                        needs_weights=True, gpu_model=True),
+                        needs_weights=True, gpu_model=True, attention=True),
     "adcsr-tiny": ModelEntry(adcsr.build_adcsr_tiny, adcsr.loader("adcsr-tiny"),
                              "AdcSR architecture at reduced width, for tests (no released weights)",
-                             needs_weights=True),
+                             needs_weights=True, attention=True),
     "compact": ModelEntry(compact.build, compact.load,
                           "compact ×4 (163 k parameters, trained by vsr train; shipped; CPU-friendly)"),
 }
