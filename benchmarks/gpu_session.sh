@@ -10,6 +10,4 @@ export PYTHONUNBUFFERED=1
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee "$out/gpu.txt"
 python -m pytest -m cuda tests/test_engine.py -q 2>&1 | tee "$out/cuda_tests.txt"
 timeout 420 python benchmarks/gpu_check.py --json "$out/gpu_check.json" 2>&1 | tee "$out/gpu_check.txt"
-timeout 300 python -m vsr bench --model adcsr --device cuda --precision fp16 --batch 32 --json \
-    > "$out/bench_adcsr.json" 2> "$out/bench_adcsr.err"
-python -m vsr bench --model adcsr --device cuda --precision fp16 --batch 32 2>&1 | tee "$out/bench_adcsr.txt"
+timeout 300 python -m vsr bench --model adcsr --device cuda --precision fp16 --batch 32 2>&1 | tee "$out/bench_adcsr.txt"
