@@ -73,9 +73,11 @@ class Compact(nn.Module):
         # Start as the base interpolator: the last conv outputs zero residual.
         nn.init.zeros_(self.body[-1].weight)
         nn.init.zeros_(self.body[-1].bias)
+        # NHWC weights and activations: ~30% faster 3×3 convs on CPU (oneDNN), also fine on CUDA.
+        self.to(memory_format=torch.channels_last)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = self.shuffle(self.body(x))
+        y = self.shuffle(self.body(x.contiguous(memory_format=torch.channels_last)))
         if self.config.base == "nearest":
             base = F.interpolate(x, scale_factor=self.scale, mode="nearest")
         else:
