@@ -193,6 +193,7 @@ def test_interrupt_removes_partial(long_clip: Path, tmp_path: Path, signum: int,
     assert proc.returncode == code, err
     assert time.monotonic() - t0 < 10, "the handler runs promptly: the model is off the main thread"
     one_line(err, "interrupted")
+    assert "long.mp4" in err  # names the file
     assert not out.exists() and not out.with_name(out.name + ".partial").exists()
 
 

@@ -278,6 +278,7 @@ def test_list_and_licence_gate(tiny_official, capsys, monkeypatch):
     assert cli("list") == 0
     out = capsys.readouterr().out
     assert "adcsr " in out and "missing" in out and "vsr weights download adcsr" in out and "lanczos" in out
+    assert "compact      shipped with vsr:" in out and "compact.safetensors" in out
     monkeypatch.setattr(sys, "stdin", open(os.devnull))
     with pytest.raises(UsageError, match="--yes"):  # no terminal, no --yes: nothing is fetched
         cli("download", "adcsr")

@@ -123,9 +123,9 @@ def expand_inputs(items: list[str], fps: float | None = None) -> list[Path]:
     return out
 
 
-def _install_signals() -> dict:
+def _install_signals() -> tuple[dict, dict]:
     """First SIGINT/SIGTERM raises Interrupted in the main thread (cleanup runs); a second exits at
-    once. Returns the previous handlers."""
+    once. Returns the previous handlers and the state ({"hit": True} once a signal came)."""
     state = {"hit": False}
 
     def handler(signum: int, frame: FrameType | None) -> None:
@@ -138,7 +138,7 @@ def _install_signals() -> dict:
     previous = {signal.SIGINT: signal.signal(signal.SIGINT, handler)}
     if os.name != "nt":  # Windows delivers Ctrl-C only
         previous[signal.SIGTERM] = signal.signal(signal.SIGTERM, handler)
-    return previous
+    return previous, state
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -203,12 +203,13 @@ def main(argv: list[str] | None = None) -> int:
     log.propagate = False
     try:
         if args.command == "run":
-            previous = _install_signals()
+            previous, state = _install_signals()
             try:
                 return cmd_run(args)
             finally:
-                for signum, old in previous.items():
-                    signal.signal(signum, old)
+                if not state["hit"]:  # after a signal, keep ours: a second one must still exit at once
+                    for signum, old in previous.items():
+                        signal.signal(signum, old)
         if args.command == "probe":
             return cmd_probe(args)
         if args.command == "weights":
@@ -228,6 +229,12 @@ def main(argv: list[str] | None = None) -> int:
         if args.debug:
             traceback.print_exc()
         print(f"vsr: error: {e}", file=sys.stderr)
+        if isinstance(e, Interrupted):
+            # Cleanup is done; leave now. Interpreter shutdown (torch, Ray) restores the default
+            # signal handlers, and a second Ctrl-C arriving then would kill us without our exit code.
+            sys.stderr.flush()
+            sys.stdout.flush()
+            os._exit(e.exit_code)
         return e.exit_code
     except Exception as e:  # noqa: BLE001 - a bug: one line, traceback with --debug
         if args.debug:

@@ -19,7 +19,7 @@ import torch
 
 from vsr import __version__, engine
 from vsr.config import RunConfig
-from vsr.errors import InputError, ProcessingError, UsageError, VsrError
+from vsr.errors import InputError, Interrupted, ProcessingError, UsageError, VsrError
 from vsr.models import MODELS, default_model, load_model
 from vsr.progress import Progress
 from vsr.runtime.local import LocalExecutor
@@ -312,6 +312,8 @@ def upscale_file(session: Session, src: Path, dst: Path | None = None, output_di
             if isinstance(e, Exception) and not isinstance(e, VsrError):
                 # A failure inside the model, a codec or the OS: one line naming the file, exit 1.
                 raise ProcessingError(f"{src}: {e.__class__.__name__}: {e}") from e
+            if isinstance(e, Interrupted) and str(src) not in str(e):
+                raise Interrupted(f"{src}: {e}; nothing was written", e.exit_code - 128) from e
             if isinstance(e, (ProcessingError, UsageError, InputError)) and str(src) not in str(e):
                 raise type(e)(f"{src}: {e}") from e  # every message names the file it is about
             raise

@@ -305,6 +305,9 @@ def list_lines() -> list[str]:
 
     lines = [f"cache: {cache_dir()}"]
     for name, entry in sorted(MODELS.items()):
+        if entry.shipped is not None:
+            lines.append(f"{name:12s} shipped with vsr: {entry.shipped} ({entry.shipped.stat().st_size / 1e6:.2f} MB)")
+            continue
         if not entry.needs_weights:
             lines.append(f"{name:12s} built in (no weights file)")
             continue

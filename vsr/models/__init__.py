@@ -31,6 +31,7 @@ class ModelEntry:
     needs_weights: bool = False  # True: cannot run without a weights file
     gpu_model: bool = False  # True: too slow for CPU use; never the default without a GPU
     attention: bool = False  # True: cost grows with tile area squared, so frames are tiled by default
+    shipped: Path | None = None  # weights file inside the package, used when --weights is not given
 
 
 def _no_weights(build: Callable[[], nn.Module]) -> Loader:
@@ -52,7 +53,8 @@ MODELS: dict[str, ModelEntry] = {
                              "AdcSR architecture at reduced width, for tests (no released weights)",
                              needs_weights=True, attention=True),
     "compact": ModelEntry(compact.build, compact.load,
-                          "compact ×4 (189 k parameters, trained by vsr train; shipped; CPU-friendly)"),
+                          "compact ×4 (189 k parameters, trained by vsr train; shipped; CPU-friendly)",
+                          shipped=compact.SHIPPED_WEIGHTS),
 }
 
 DEFAULT_MODEL = "compact"  # the shipped model: beats bicubic on held-out photos (docs/compact_model_card.md)
