@@ -65,7 +65,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--frames", type=int, help="frames of the generated clip")
     p.add_argument("--size", help="WxH of the generated clip")
     p.add_argument("--repeats", type=int, default=2, help="timed passes over the clip per setting (best is kept)")
-    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
+    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: as vsr run, all cores but one)")
     p.add_argument("--no-official", dest="official", action="store_false",
                    help="skip the official-style baseline (speedup_vs_official is then null)")
     p.add_argument("--json", action="store_true", help="print JSON instead of the table")
@@ -339,15 +339,17 @@ def run_bench(args: argparse.Namespace) -> tuple[list[Result], dict]:
     from vsr import engine
     from vsr.errors import UsageError
     from vsr.models import MODELS
+    from vsr.pipeline import default_cpu_threads, default_tile_batch
 
     if args.model not in MODELS:
         raise UsageError(f"unknown model {args.model!r}; choose one of: {', '.join(sorted(MODELS))}")
-    if args.threads:
-        torch.set_num_threads(args.threads)
     device = engine.resolve_device(args.device)
+    if args.threads or device.type == "cpu":
+        torch.set_num_threads(args.threads or default_cpu_threads())  # as `vsr run` does
     dtype = engine.resolve_precision(args.precision, device)
-    tile = engine.DEFAULT_TILE if args.tile is None else args.tile
-    batch = engine.DEFAULT_BATCH if args.batch is None else args.batch
+    tile, batch = default_tile_batch(args.model, device)  # the same defaults as `vsr run`
+    tile = tile if args.tile is None else args.tile
+    batch = batch if args.batch is None else args.batch
     with tempfile.TemporaryDirectory(prefix="vsr-bench-clip-") as tmp:
         clip = args.input
         (w, h), n = clip_size(args.model, device)

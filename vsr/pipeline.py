@@ -116,15 +116,25 @@ def check_config(config: RunConfig) -> None:
                          f"max_retries {config.max_retries} >= 0")
 
 
+def default_tile_batch(name: str, device: torch.device) -> tuple[int, int]:
+    """(tile, batch) defaults by model and device: attention models are tiled (their cost grows with
+    tile area squared), all-convolutional ones run whole frames; batches fill a GPU, while on a CPU a
+    batch only multiplies the work per tile (compact: 1.7-3.9x slower per tile at 16)."""
+    tile = engine.DEFAULT_TILE if MODELS[name].attention else 0
+    return tile, engine.DEFAULT_BATCH if device.type == "cuda" else 1
+
+
+def default_cpu_threads() -> int:
+    """Model threads on a CPU: all cores but one, which the decode and encode threads need (on 2
+    cores, 2 model threads ran compact end to end at 1.4 fps against 4.1 fps with 1)."""
+    return max(1, (os.cpu_count() or 2) - 1)
+
+
 def build_upscaler(config: RunConfig, name: str, device: torch.device) -> engine.Upscaler:
     """Load model ``name`` and wrap it in an Upscaler set up from ``config`` (local thread or Ray actor)."""
     dtype = engine.resolve_precision(config.precision, device)
     model = load_model(name, config.weights, device=device, dtype=dtype)
-    # Defaults by model and device: attention models are tiled (their cost grows with tile area
-    # squared), all-convolutional ones run whole frames; batches fill a GPU, while on a CPU a batch
-    # only multiplies the work per tile (compact: 1.7-3.9x slower per tile at 16, benchmarks/README.md).
-    tile = engine.DEFAULT_TILE if MODELS[name].attention else 0
-    batch = engine.DEFAULT_BATCH if device.type == "cuda" else 1
+    tile, batch = default_tile_batch(name, device)
     return engine.Upscaler(
         model,
         device=device,
@@ -165,9 +175,7 @@ def open_session(config: RunConfig) -> Session:
         pool = RayPool(config, name)
         return Session(config, name, None, pool.weights_hash, pool)
     if device.type == "cpu":
-        # The model shares the cores with the decode and encode threads: on 2 cores, 2 model threads
-        # run compact end to end at 1.4 fps against 4.1 fps with 1 (benchmarks/README.md).
-        torch.set_num_threads(config.threads or max(1, (os.cpu_count() or 2) - 1))
+        torch.set_num_threads(config.threads or default_cpu_threads())
     upscaler = build_upscaler(config, name, device)
     return Session(config, name, upscaler, weights_digest(upscaler.model))
 
