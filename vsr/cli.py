@@ -142,7 +142,8 @@ def _install_signals() -> tuple[dict, dict]:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from vsr.pipeline import default_output, open_session, upscale_file
+    from vsr.outputs import default_output
+    from vsr.pipeline import open_session, upscale_file
 
     flags = {k: v for k, v in vars(args).items() if k in RunConfig.__dataclass_fields__}
     config = load_config(args.config, flags)
