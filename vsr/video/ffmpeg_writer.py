@@ -29,12 +29,12 @@ from pathlib import Path
 import av
 import numpy as np
 
-from vsr.errors import ProcessingError, UsageError
-from vsr.video.encoders import MP4_HEVC_TAG, EncodeSettings
+from vsr.errors import ProcessingError
+from vsr.video.encoders import EncodeSettings
 from vsr.video.ffmpeg_binary import _ffmpeg_python, _rate, build_command, codec_family, find_ffmpeg
 from vsr.video.reader import Frame, VideoInfo
 from vsr.video.streams import StreamCopier
-from vsr.video.writer import MOV_FORMATS, output_tags
+from vsr.video.writer import IncreasingPts, add_other_streams, open_output, section_seconds, tag_video
 
 log = logging.getLogger("vsr")
 
@@ -64,21 +64,13 @@ class FFmpegWriter:
         self.time_base = info.time_base
         self.rate = _rate(info)
         self.offset = section_pts[0] if section_pts else 0
-        self.section = None
-        if section_pts is not None:
-            start, end = section_pts
-            self.section = (float(start * self.time_base), None if end is None else float(end * self.time_base))
+        self.section = section_seconds(section_pts, self.time_base)
         self.family = codec_family(settings.codec)
-        options = {"movflags": "+faststart+use_metadata_tags"} if fmt in MOV_FORMATS else {}
-        try:
-            self.out = av.open(str(path), "w", format=fmt, options=options)
-        except (OSError, av.error.FFmpegError) as e:
-            raise UsageError(f"{path}: cannot create output ({e})") from e
+        self.out = open_output(path, fmt)
         self.copier: StreamCopier | None = None
         self.proc: subprocess.Popen | None = None
         self.frames = 0  # frames sent to ffmpeg
-        self.repaired_pts = 0  # frames whose input pts did not increase, moved one tick later
-        self._last_pts: int | None = None
+        self.increasing = IncreasingPts()
         self.packets = 0  # video packets muxed
         self._high_bit: bool | None = None
         self._timing: dict[int, tuple[int, int]] = {}  # frame index → (output pts, duration), for the reorder window
@@ -86,6 +78,11 @@ class FFmpegWriter:
         self._log: collections.deque[str] = collections.deque(maxlen=LOG_LINES)
         self._error: BaseException | None = None
         self._threads: list[threading.Thread] = []
+
+    @property
+    def repaired_pts(self) -> int:
+        """Frames whose input pts did not increase, moved one tick later."""
+        return self.increasing.repaired
 
     # -- the ffmpeg process --------------------------------------------------------------------------
 
@@ -151,20 +148,10 @@ class FFmpegWriter:
         info = self.info
         ost = self.out.add_stream_from_template(src, opaque=True)
         ost.time_base = self.time_base
-        cc = ost.codec_context
-        output_tags(info).apply(cc)  # NUT keeps only what the bitstream says (FFV1 says nothing)
-        if info.sample_aspect_ratio:
-            cc.sample_aspect_ratio = info.sample_aspect_ratio
-        if self.family == "hevc" and self.fmt in MOV_FORMATS:  # the template's tag is reset: the muxer picks
-            cc.codec_tag = MP4_HEVC_TAG
-        for k, v in info.metadata.items():
-            ost.metadata[k] = v
-        if info.rotation:
-            ost.set_display_rotation(info.rotation)
-        if not info.is_sequence:  # an image sequence has no other streams to carry
-            self.copier = StreamCopier(info.path, self.out, self.audio, self.subtitles, self.section)
-            if self.copier.timecode and "timecode" not in ost.metadata:
-                ost.metadata["timecode"] = self.copier.timecode  # a timecode track rides on the video stream
+        # Tagged again: NUT keeps only what the bitstream says (FFV1 says nothing), and the
+        # template's codec tag is reset, so the muxer would pick its own for HEVC.
+        tag_video(ost, info, self.fmt, self.family)
+        self.copier = add_other_streams(self.out, ost, info, self.audio, self.subtitles, self.section)
         self.out.metadata.update(self.metadata)
         return ost
 
@@ -239,12 +226,7 @@ class FFmpegWriter:
         assert high_bit == self._high_bit, "writer gets frames of one bit depth"
         if self._error is not None or self.proc.poll() is not None:
             raise self._failure("encoding failed")
-        pts = frame.pts - self.offset
-        if self._last_pts is not None and pts <= self._last_pts:
-            # Damaged input timestamps (repeated or going back): muxers need them increasing.
-            pts = self._last_pts + 1
-            self.repaired_pts += 1
-        self._last_pts = pts
+        pts = self.increasing(frame.pts - self.offset)
         self._timing[self.frames] = (pts, frame.duration or 0)
         data = np.ascontiguousarray(image.astype("<u2", copy=False) if high_bit else image)
         try:

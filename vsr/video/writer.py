@@ -104,6 +104,66 @@ def output_tags(info: VideoInfo) -> ColorTags:
     )
 
 
+def open_output(path: Path, fmt: str) -> av.container.OutputContainer:
+    """Create the (``.partial``) output container; MP4/MOV get faststart and custom metadata tags."""
+    options = {"movflags": "+faststart+use_metadata_tags"} if fmt in MOV_FORMATS else {}
+    try:
+        return av.open(str(path), "w", format=fmt, options=options)
+    except (OSError, av.error.FFmpegError) as e:
+        raise UsageError(f"{path}: cannot create output ({e})") from e
+
+
+def section_seconds(section_pts: tuple[int, int | None] | None, time_base: Fraction) -> tuple[float, float | None] | None:
+    """A section in stream time-base units as (start, end or None) seconds, for the stream copier."""
+    if section_pts is None:
+        return None
+    start, end = section_pts
+    return float(start * time_base), None if end is None else float(end * time_base)
+
+
+def tag_video(stream: av.stream.Stream, info: VideoInfo, fmt: str, codec: str) -> None:
+    """Carry the input's colour tags (explicit where it had none), SAR, the stream's own tags and
+    rotation to the output video stream; HEVC in MP4/MOV is tagged ``hvc1``."""
+    cc = stream.codec_context
+    output_tags(info).apply(cc)
+    if info.sample_aspect_ratio:
+        cc.sample_aspect_ratio = info.sample_aspect_ratio
+    if codec == "hevc" and fmt in MOV_FORMATS:
+        cc.codec_tag = MP4_HEVC_TAG
+    for k, v in info.metadata.items():
+        stream.metadata[k] = v
+    if info.rotation:
+        stream.set_display_rotation(info.rotation)
+
+
+def add_other_streams(out: av.container.OutputContainer, video: av.stream.Stream, info: VideoInfo, audio: bool,
+                      subtitles: bool, section: tuple[float, float | None] | None) -> StreamCopier | None:
+    """The StreamCopier for the input's other streams (None for an image sequence, which has none);
+    a timecode track of the input rides on the video stream's tags."""
+    if info.is_sequence:
+        return None
+    copier = StreamCopier(info.path, out, audio, subtitles, section)
+    if copier.timecode and "timecode" not in video.metadata:
+        video.metadata["timecode"] = copier.timecode
+    return copier
+
+
+class IncreasingPts:
+    """Output pts must increase; damaged input timestamps (repeated or going back) are moved one tick
+    after the frame before, and counted."""
+
+    def __init__(self) -> None:
+        self.last: int | None = None
+        self.repaired = 0  # frames moved
+
+    def __call__(self, pts: int) -> int:
+        if self.last is not None and pts <= self.last:
+            pts = self.last + 1
+            self.repaired += 1
+        self.last = pts
+        return pts
+
+
 class VideoWriter:
     """Write frames of one size to ``path`` (a ``.partial`` file) in muxer ``fmt``."""
 
@@ -119,11 +179,7 @@ class VideoWriter:
         section_pts: tuple[int, int | None] | None = None,
         metadata: dict[str, str] | None = None,
     ) -> None:
-        options = {"movflags": "+faststart+use_metadata_tags"} if fmt in MOV_FORMATS else {}
-        try:
-            self.out = av.open(str(path), "w", format=fmt, options=options)
-        except (OSError, av.error.FFmpegError) as e:
-            raise UsageError(f"{path}: cannot create output ({e})") from e
+        self.out = open_output(path, fmt)
         self.info, self.size = info, size
         self.time_base = info.time_base
         # Section runs (--start) start the output at zero: every stream shifts by the section start.
@@ -131,23 +187,21 @@ class VideoWriter:
         self.copier: StreamCopier | None = None
         try:
             self.stream = self._add_video(fmt, settings)
-            seconds = None
-            if section_pts is not None:
-                start, end = section_pts
-                seconds = (float(start * self.time_base), None if end is None else float(end * self.time_base))
-            if not info.is_sequence:  # an image sequence has no other streams to carry
-                self.copier = StreamCopier(info.path, self.out, audio, subtitles, seconds)
-                if self.copier.timecode and "timecode" not in self.stream.metadata:
-                    self.stream.metadata["timecode"] = self.copier.timecode
+            self.copier = add_other_streams(self.out, self.stream, info, audio, subtitles,
+                                            section_seconds(section_pts, self.time_base))
             self.out.metadata.update(metadata or {})
         except BaseException:
             self.abort()
             raise
         self.convert = YuvConverter(output_tags(info), settings.pix_fmt, size[1])
         self._durations: dict[int, int] = {}
-        self._last_pts: int | None = None
-        self.repaired_pts = 0  # frames whose input pts did not increase, moved one tick later
+        self.increasing = IncreasingPts()
         self.frames = 0
+
+    @property
+    def repaired_pts(self) -> int:
+        """Frames whose input pts did not increase, moved one tick later."""
+        return self.increasing.repaired
 
     def _add_video(self, fmt: str, settings: EncodeSettings) -> av.video.stream.VideoStream:
         info = self.info
@@ -159,17 +213,8 @@ class VideoWriter:
         vs.width, vs.height = self.size
         vs.pix_fmt = settings.pix_fmt
         vs.time_base = self.time_base
-        cc = vs.codec_context
-        cc.time_base = self.time_base
-        output_tags(info).apply(cc)
-        if info.sample_aspect_ratio:
-            cc.sample_aspect_ratio = info.sample_aspect_ratio
-        if cc.name in ("libx265", "hevc_nvenc") and fmt in MOV_FORMATS:
-            cc.codec_tag = MP4_HEVC_TAG
-        for k, v in info.metadata.items():
-            vs.metadata[k] = v
-        if info.rotation:
-            vs.set_display_rotation(info.rotation)
+        vs.codec_context.time_base = self.time_base
+        tag_video(vs, info, fmt, codec_family(settings.codec))
         return vs
 
     def _mux_video(self, packets: list[av.Packet]) -> None:
@@ -183,12 +228,7 @@ class VideoWriter:
     def write(self, frame: Frame) -> None:
         assert frame.image.shape[1::-1] == self.size, "writer gets frames of the size it was opened with"
         vf = self.convert(frame.image)
-        vf.pts = frame.pts - self.offset
-        if self._last_pts is not None and vf.pts <= self._last_pts:
-            # Damaged input timestamps (repeated or going back): the encoder needs them increasing.
-            vf.pts = self._last_pts + 1
-            self.repaired_pts += 1
-        self._last_pts = vf.pts
+        vf.pts = self.increasing(frame.pts - self.offset)
         vf.time_base = self.time_base
         if frame.duration:
             self._durations[vf.pts] = frame.duration
