@@ -17,15 +17,14 @@ import subprocess
 import sys
 import tempfile
 import time
-from fractions import Fraction
 from pathlib import Path
 
-import av
 import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from vsr.bench import make_clip  # noqa: E402
 from vsr.engine import Upscaler  # noqa: E402
 from vsr.models import compact, load_model  # noqa: E402
 
@@ -34,25 +33,6 @@ FPS = 25
 WARMUP = 3  # untimed forward passes
 MODEL_REPEATS = 20  # timed forward passes for the model-only figure
 SIZES_480P = ((640, 480), (854, 480))  # for the GFLOPs column of the model card
-
-
-def make_clip(path: Path, frames: int) -> None:
-    """A QCIF H.264 clip with motion and texture (a moving noise field over gradients)."""
-    w, h = SIZE
-    rng = np.random.default_rng(0)
-    texture = rng.integers(0, 256, size=(h * 2, w * 2, 3), dtype=np.uint8)
-    yy, xx = np.mgrid[0:h, 0:w]
-    with av.open(str(path), "w") as out:
-        s = out.add_stream("libx264", rate=FPS)
-        s.width, s.height, s.pix_fmt = w, h, "yuv420p"
-        s.codec_context.time_base = Fraction(1, FPS)
-        for i in range(frames):
-            oy, ox = i % h, (2 * i) % w
-            img = texture[oy : oy + h, ox : ox + w] // 2 + np.stack([xx * 127 // w, yy * 127 // h, (xx + yy + i) % 128], -1).astype(np.uint8)
-            f = av.VideoFrame.from_ndarray(np.ascontiguousarray(img), format="rgb24")
-            f.pts = i
-            out.mux(s.encode(f))
-        out.mux(s.encode(None))
 
 
 @torch.inference_mode()
@@ -113,7 +93,7 @@ def main() -> int:
     if not args.skip_e2e:
         with tempfile.TemporaryDirectory() as tmp:
             clip = Path(tmp) / "qcif.mp4"
-            make_clip(clip, args.frames)
+            make_clip(clip, SIZE, args.frames, FPS)
             for threads, extra in ((1, ["--tile", "0"]), (2, ["--tile", "0"]), (1, []), (2, [])):
                 name = f"vsr run {' '.join(extra) or '(default tile)'}, {threads} thr"
                 fps = end_to_end(clip, Path(tmp) / "out.mp4", args.frames, extra, threads, args.weights)

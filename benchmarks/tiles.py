@@ -26,16 +26,10 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from vsr import engine, tiling  # noqa: E402
+from vsr.bench import sync  # noqa: E402
 from vsr.models import MODELS  # noqa: E402
 
 REFERENCE_TILE = 128  # LR px: costs are also given per 128x128 tile-equivalent (issue 4's unit)
-
-
-def sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    elif device.type == "mps":
-        torch.mps.synchronize()
 
 
 def time_forward(model: torch.nn.Module, x: torch.Tensor, repeats: int, min_seconds: float) -> float:
