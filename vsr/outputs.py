@@ -17,8 +17,9 @@ from vsr.video.writer import CONTAINERS, FALLBACK_EXT, IMAGE_CODECS, container_h
 log = logging.getLogger("vsr")
 
 
-def _codec(config: RunConfig, source_pix_fmt: str) -> str:
-    """The video encoder, checked against what will run it: PyAV, or the ffmpeg binary (--encoder ffmpeg)."""
+def output_codec(config: RunConfig, source_pix_fmt: str) -> str:
+    """The video encoder, checked against what will run it: PyAV, or the ffmpeg binary (--encoder ffmpeg).
+    Resolve it once per file and pass it on: a hardware encoder is test-opened, and a fallback warned."""
     if config.encoder == "ffmpeg":
         from vsr.video import ffmpeg_binary
 
@@ -38,9 +39,11 @@ def suffix_for(config: RunConfig) -> str:
     return f"_{config.height}p" if config.height else f"_x{config.scale}"
 
 
-def default_output(src: Path, config: RunConfig, info: VideoInfo, output_dir: Path | None = None) -> Path:
+def default_output(src: Path, config: RunConfig, info: VideoInfo, output_dir: Path | None = None,
+                   codec: str | None = None) -> Path:
     """``<stem>_x<scale>.<ext>`` beside the input (or in ``output_dir``), in the input's container
-    when it can hold the chosen codec and keep the timing, else ``.mkv`` (said in one line)."""
+    when it can hold the chosen ``codec`` (resolved here when not given) and keep the timing, else
+    ``.mkv`` (said in one line)."""
     folder = output_dir or src.parent
     ext = src.suffix.lower()
     if is_sequence(src, config.fps):
@@ -49,7 +52,7 @@ def default_output(src: Path, config: RunConfig, info: VideoInfo, output_dir: Pa
     if info.is_image:
         ext = ext if ext in IMAGE_CODECS else ".png"
     else:
-        encoder = _codec(config, info.pix_fmt)
+        encoder = codec or output_codec(config, info.pix_fmt)
         if not _holds(config, ext, encoder):
             log.info("%s: %s cannot hold %s with its timing; writing %s", src.name, ext or "(no extension)",
                      encoder, FALLBACK_EXT)
@@ -57,7 +60,10 @@ def default_output(src: Path, config: RunConfig, info: VideoInfo, output_dir: Pa
     return folder / f"{src.stem}{suffix_for(config)}{ext}"
 
 
-def check_output(src: Path, dst: Path, config: RunConfig, info: VideoInfo) -> None:
+def check_output(src: Path, dst: Path, config: RunConfig, info: VideoInfo, codec: str | None) -> None:
+    """Refuse an output that is the input, exists (without --overwrite), has the wrong kind of
+    extension, cannot hold ``codec`` (None for images) with the input's timing, or lies in a missing
+    or unwritable folder."""
     is_image = info.is_image
     if dst.resolve() == src.resolve():
         raise UsageError(f"{dst}: the output may not be the input")
@@ -73,7 +79,7 @@ def check_output(src: Path, dst: Path, config: RunConfig, info: VideoInfo) -> No
     elif not is_image:
         if ext not in CONTAINERS:
             raise UsageError(f"{dst}: unknown video container {ext!r}; use one of {', '.join(CONTAINERS)}")
-        codec = _codec(config, info.pix_fmt)
+        assert codec is not None, "a video input has its encoder resolved"
         if not _holds(config, ext, codec):
             raise UsageError(f"{dst}: {ext} cannot hold {codec} with the input's timing; use .mkv")
     folder = dst.parent
@@ -102,9 +108,8 @@ def output_size(info: VideoInfo, config: RunConfig, pix_fmt: str | None) -> tupl
     return w, h
 
 
-def encode_settings(info: VideoInfo, config: RunConfig) -> EncodeSettings:
-    """The source's chroma and bit depth kept by default: libx264 for 8-bit, libx265 above."""
-    codec = _codec(config, info.pix_fmt)
+def encode_settings(info: VideoInfo, config: RunConfig, codec: str) -> EncodeSettings:
+    """Settings for ``codec`` (from output_codec); the source's chroma and bit depth are kept by default."""
     if config.encoder == "ffmpeg":
         from vsr.video.ffmpeg_binary import default_pix_fmt as default_fmt
     else:

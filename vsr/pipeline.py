@@ -21,7 +21,7 @@ from vsr import __version__, engine
 from vsr.config import RunConfig
 from vsr.errors import InputError, Interrupted, ProcessingError, UsageError, VsrError
 from vsr.models import MODELS, default_model, load_model
-from vsr.outputs import check_output, default_output, encode_settings, output_size
+from vsr.outputs import check_output, default_output, encode_settings, output_codec, output_size
 from vsr.progress import Progress
 from vsr.runtime.local import LocalExecutor
 from vsr.video.reader import VideoReader
@@ -192,15 +192,16 @@ def upscale_file(session: Session, src: Path, dst: Path | None = None, output_di
             raise InputError(f"{src}: no video frame could be decoded" + (" in the requested section" if
                              config.start or config.duration is not None else ""))
         info = reader.info
-        dst = dst or default_output(src, config, info, output_dir)
-        check_output(src, dst, config, info)
+        codec = None if info.is_image else output_codec(config, info.pix_fmt)  # resolved once per file
+        dst = dst or default_output(src, config, info, output_dir, codec)
+        check_output(src, dst, config, info, codec)
         # A frame-pattern output is made atomic by its SequenceWriter; files by a .partial rename.
         partial = dst.with_name(dst.name + PARTIAL_SUFFIX) if not is_pattern(dst) else None
         try:
             if info.is_image:
                 summary = _image(session, reader, partial, dst)
             else:
-                summary = _video(session, reader, partial, dst)
+                summary = _video(session, reader, partial, dst, codec)
             if partial is not None:
                 _atomic(partial, dst)
         except BaseException as e:
@@ -244,9 +245,9 @@ def _image(session: Session, reader: VideoReader, partial: Path, dst: Path) -> R
     return RunSummary(reader.path, dst, session.model_name, 1, 0.0, size)
 
 
-def _video(session: Session, reader: VideoReader, partial: Path | None, dst: Path) -> RunSummary:
+def _video(session: Session, reader: VideoReader, partial: Path | None, dst: Path, codec: str) -> RunSummary:
     config, info = session.config, reader.info
-    settings = encode_settings(info, config)
+    settings = encode_settings(info, config, codec)
     size = output_size(info, config, settings.pix_fmt)
     section = reader.section_pts if (config.start or config.duration is not None) else None
     tags = provenance(__version__, session.model_name, session.weights_hash)
