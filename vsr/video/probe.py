@@ -10,6 +10,7 @@ from pathlib import Path
 import av
 
 from vsr.errors import InputError
+from vsr.video.encoders import bit_depth, chroma
 
 IMAGE_FORMATS = ("image2", "png_pipe", "jpeg_pipe", "tiff_pipe", "bmp_pipe", "webp_pipe", "dpx_pipe")
 
@@ -86,7 +87,7 @@ def _bit_depth(pix_fmt: str | None) -> int | None:
     if not pix_fmt:
         return None
     try:
-        return max(c.bits for c in av.VideoFormat(pix_fmt).components)
+        return bit_depth(pix_fmt)
     except (ValueError, av.error.FFmpegError):
         return None
 
@@ -134,7 +135,6 @@ RANGES = {0: None, 1: "tv", 2: "pc"}
 
 
 def _video_details(c: av.container.InputContainer, s: av.stream.Stream, si: StreamInfo) -> None:
-    from vsr.video.encoders import chroma
     from vsr.video.reader import FIELD_ORDERS
 
     cc = s.codec_context

@@ -16,7 +16,8 @@ import av
 import numpy as np
 
 from vsr.errors import InputError, UsageError
-from vsr.video.color import ColorTags, Hdr10, RgbConverter, rgb_format
+from vsr.video.color import ColorTags, Hdr10, RgbConverter
+from vsr.video.encoders import bit_depth
 from vsr.video.filters import Deinterlacer, wants_deinterlace
 from vsr.video.probe import IMAGE_FORMATS, open_input
 from vsr.video.sequence import is_sequence, open_sequence
@@ -62,10 +63,6 @@ STREAM_KEYS_DROPPED = frozenset({"duration", "handler_name", "vendor_id", "encod
                                  "bps", "number_of_frames", "number_of_bytes", "_statistics_writing_app"})
 
 
-def _bit_depth(pix_fmt: str) -> int:
-    return max(c.bits for c in av.VideoFormat(pix_fmt).components)
-
-
 class VideoReader:
     """Iterate the frames of ``path``'s first video stream, optionally a section [start, start+duration)."""
 
@@ -94,22 +91,12 @@ class VideoReader:
             self.container, sequence_frames = open_sequence(self.path, fps)
         else:
             self.container = open_input(self.path)
-        if not self.container.streams.video:
-            kinds = sorted({s.type for s in self.container.streams}) or ["no streams"]
+        try:
+            self.stream = self._video_stream()
+        except InputError:
             self.container.close()
-            raise InputError(f"{self.path}: has no video stream ({', '.join(kinds)})")
-        self.stream = self.container.streams.video[0]
-        self.stream.thread_type = "AUTO"
+            raise
         cc = self.stream.codec_context
-        if cc is None:
-            self.container.close()
-            raise InputError(f"{self.path}: the video stream's codec is unknown to FFmpeg")
-        if not cc.width or not cc.height or cc.pix_fmt is None:
-            self.container.close()
-            raise InputError(f"{self.path}: the video stream has no frame size or pixel format")
-        if max(cc.width, cc.height) > MAX_SIDE:
-            self.container.close()
-            raise InputError(f"{self.path}: frame size {cc.width}x{cc.height} is over {MAX_SIDE} pixels a side")
         tb = self.stream.time_base or Fraction(1, 1000)
         rate = self.stream.average_rate or self.stream.guessed_rate
         frames = self.stream.frames or sequence_frames
@@ -125,7 +112,7 @@ class VideoReader:
             width=cc.width,
             height=cc.height,
             pix_fmt=cc.pix_fmt,
-            bit_depth=_bit_depth(cc.pix_fmt),
+            bit_depth=bit_depth(cc.pix_fmt),
             codec=cc.name,
             time_base=tb,
             frame_rate=Fraction(rate) if rate else None,
@@ -140,7 +127,6 @@ class VideoReader:
             metadata={k: v for k, v in self.stream.metadata.items()
                       if k.lower() not in STREAM_KEYS_DROPPED and not k.upper().startswith("DURATION")},
         )
-        self.rgb_format = rgb_format(self.info.bit_depth)
         first = self.stream.start_time or 0
         start_pts = first + round((start or 0) / tb)
         end_pts = None if duration is None else start_pts + round(duration / tb)
@@ -148,6 +134,22 @@ class VideoReader:
         self.section_pts: tuple[int, int | None] = (start_pts, end_pts)
         self._first: av.VideoFrame | None = None
         self._iter: Iterator[av.VideoFrame] | None = None
+
+    def _video_stream(self) -> av.video.stream.VideoStream:
+        """The first video stream, threaded decoding on, or InputError saying why it is unusable."""
+        if not self.container.streams.video:
+            kinds = sorted({s.type for s in self.container.streams}) or ["no streams"]
+            raise InputError(f"{self.path}: has no video stream ({', '.join(kinds)})")
+        stream = self.container.streams.video[0]
+        stream.thread_type = "AUTO"
+        cc = stream.codec_context
+        if cc is None:
+            raise InputError(f"{self.path}: the video stream's codec is unknown to FFmpeg")
+        if not cc.width or not cc.height or cc.pix_fmt is None:
+            raise InputError(f"{self.path}: the video stream has no frame size or pixel format")
+        if max(cc.width, cc.height) > MAX_SIDE:
+            raise InputError(f"{self.path}: frame size {cc.width}x{cc.height} is over {MAX_SIDE} pixels a side")
+        return stream
 
     def close(self) -> None:
         self.container.close()
