@@ -98,6 +98,13 @@ class LocalExecutor:
                 continue
         return _DONE
 
+    def _emit(self, q_out: queue.Queue, frame: Frame, image: np.ndarray) -> bool:
+        """Queue ``frame`` with its upscaled ``image`` for the encoder (tracked like every frame);
+        False when the run was stopped."""
+        out = replace(frame, image=image)
+        self._gauge.track(out)
+        return self._put(q_out, out)
+
     def _guard(self, fn: Callable[[], None]) -> Callable[[], None]:
         def run() -> None:
             try:
@@ -139,11 +146,8 @@ class LocalExecutor:
                 images = self.upscaler.upscale([f.image for f in batch], self.out_size)
                 self.stats.seconds_upscale += time.perf_counter() - t0
                 for f, image in zip(batch, images, strict=True):
-                    out = replace(f, image=image)
-                    self._gauge.track(out)
-                    if not self._put(q_out, out):
+                    if not self._emit(q_out, f, image):
                         return
-                    del out
                 del batch, images
         self._put(q_out, _DONE)
 

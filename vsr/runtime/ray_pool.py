@@ -277,11 +277,8 @@ class RayExecutor(LocalExecutor):
             while emit in self._ordered:
                 job, out = self._ordered.pop(emit)
                 for i, meta_frame in enumerate(job.frames):
-                    frame = replace(meta_frame, image=out[i])
-                    self._gauge.track(frame)
-                    if not self._put(q_out, frame):
+                    if not self._emit(q_out, meta_frame, out[i]):
                         return
-                    del frame
                 del job, out
                 emit += 1
             if eof and not gathering and not self._queued and not self._pending and emit == seq:
