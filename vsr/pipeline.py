@@ -189,8 +189,8 @@ def upscale_file(session: Session, src: Path, dst: Path | None = None, output_di
                          fps=config.fps, decoder=config.decoder)
     try:
         if reader.peek() is None:
-            raise InputError(f"{src}: no video frame could be decoded" + (" in the requested section" if
-                             config.start or config.duration is not None else ""))
+            raise InputError(f"{src}: no video frame could be decoded"
+                             + (" in the requested section" if reader.is_section else ""))
         info = reader.info
         codec = None if info.is_image else output_codec(config, info.pix_fmt)  # resolved once per file
         dst = dst or default_output(src, config, info, output_dir, codec)
@@ -220,7 +220,7 @@ def upscale_file(session: Session, src: Path, dst: Path | None = None, output_di
     summary.seconds = time.monotonic() - t0
     summary.damaged_packets = reader.damaged_packets
     listed = reader.info.frames_listed
-    whole = not (config.start or config.duration is not None or reader.deinterlaced)
+    whole = not (reader.is_section or reader.deinterlaced)
     if whole and listed and summary.frames < listed:
         log.warning("%s: only %d of the %d frames its container lists could be read (truncated or damaged "
                     "file); all of those were written", src, summary.frames, listed)
@@ -248,13 +248,13 @@ def _image(session: Session, reader: VideoReader, partial: Path, dst: Path) -> R
 def _video(session: Session, reader: VideoReader, partial: Path | None, dst: Path, codec: str) -> RunSummary:
     config, info = session.config, reader.info
     settings = encode_settings(info, config, codec)
-    size = output_size(info, config, settings.pix_fmt)
-    section = reader.section_pts if (config.start or config.duration is not None) else None
+    # A frame-pattern output is RGB images: no chroma subsampling, so no even rounding.
+    size = output_size(info, config, settings.pix_fmt if partial is not None else None)
+    section = reader.section_pts if reader.is_section else None
     tags = provenance(__version__, session.model_name, session.weights_hash)
     writer: VideoWriter | SequenceWriter | FFmpegWriter
     if partial is None:
         writer = SequenceWriter(dst, config.overwrite)
-        size = output_size(info, config, None)
     else:
         if config.encoder == "ffmpeg":
             from vsr.video.ffmpeg_writer import FFmpegWriter as writer_class
@@ -278,8 +278,6 @@ def _video(session: Session, reader: VideoReader, partial: Path | None, dst: Pat
         raise
     finally:
         progress.close()
-    if stats.frames_written == 0:
-        raise InputError(f"{reader.path}: no video frame could be decoded" + (" in the requested section" if section else ""))
     if stats.frames_written != stats.frames_read:
         raise ProcessingError(f"{reader.path}: read {stats.frames_read} frames but wrote {stats.frames_written}")
     copied = writer.copier.copied if writer.copier is not None else 0
@@ -288,7 +286,7 @@ def _video(session: Session, reader: VideoReader, partial: Path | None, dst: Pat
                     "one tick after the frame before", reader.path, writer.repaired_pts)
     return RunSummary(reader.path, dst, session.model_name, stats.frames_written, 0.0, size, copied,
                       stats={**vars(stats), "frame_bound": executor.frame_bound()},
-                      note=stats.note() if hasattr(stats, "note") else "")
+                      note=stats.note())
 
 
 def upscale_video(src: str | Path, dst: str | Path | None = None, config: RunConfig | None = None) -> RunSummary:

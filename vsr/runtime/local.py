@@ -40,6 +40,10 @@ class ExecutorStats:
     seconds_upscale: float = 0.0  # worker thread time inside Upscaler.upscale
     seconds_encode: float = 0.0  # encode thread time inside the writer
 
+    def note(self) -> str:
+        """One line on how the work was spread, for the run summary (the local executor has none)."""
+        return ""
+
 
 class _Gauge:
     """Counts live objects via weakref finalizers and remembers the peak."""

@@ -135,6 +135,11 @@ class VideoReader:
         self._first: av.VideoFrame | None = None
         self._iter: Iterator[av.VideoFrame] | None = None
 
+    @property
+    def is_section(self) -> bool:
+        """Whether only a section is read (--start or --duration): its output starts at zero."""
+        return bool(self.start) or self.duration is not None
+
     def _video_stream(self) -> av.video.stream.VideoStream:
         """The first video stream, threaded decoding on, or InputError saying why it is unusable."""
         if not self.container.streams.video:
@@ -237,7 +242,7 @@ class VideoReader:
 
             if self.deinterlaced or self.sequence:
                 raise UsageError(f"{self.path}: --decoder decord reads plain video files, without deinterlacing")
-            yield from decord_frames(self.info, self.section_pts, bool(self.start or self.duration is not None))
+            yield from decord_frames(self.info, self.section_pts, self.is_section)
             return
         convert = RgbConverter(self.info.color, self.info.bit_depth)
         tb = self.info.time_base
