@@ -129,6 +129,13 @@ class StreamCopier:
         self._copy_chapters()
         self._pending: av.Packet | None = None
         wanted = [self.src.streams[i] for i in self.routes]
+        if wanted and section is not None and section[0] > 0:
+            # A section deep into a long file: start reading near it, not from the beginning (the
+            # seek lands at or before the start; _in_section drops what lies before it).
+            try:
+                self.src.seek(int(section[0] * av.time_base), backward=True)
+            except av.error.FFmpegError:
+                pass  # unseekable: read from the start, as before
         self._packets = self.src.demux(wanted) if wanted else iter(())
 
     # -- setup --------------------------------------------------------------------------------------
