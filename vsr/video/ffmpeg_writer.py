@@ -34,7 +34,15 @@ from vsr.video.encoders import EncodeSettings
 from vsr.video.ffmpeg_binary import _ffmpeg_python, _rate, build_command, codec_family, find_ffmpeg
 from vsr.video.reader import Frame, VideoInfo
 from vsr.video.streams import StreamCopier
-from vsr.video.writer import IncreasingPts, add_other_streams, open_output, section_seconds, tag_video
+from vsr.video.writer import (
+    IncreasingPts,
+    add_other_streams,
+    finish_output,
+    open_output,
+    release_output,
+    section_seconds,
+    tag_video,
+)
 
 log = logging.getLogger("vsr")
 
@@ -245,22 +253,12 @@ class FFmpegWriter:
                 raise self._failure("encoding failed")
             if self.packets != self.frames:
                 raise ProcessingError(f"{self.out.name}: ffmpeg returned {self.packets} packets for {self.frames} frames")
-            try:
-                if self.copier is not None:
-                    self.copier.pump(None)
-                self.out.close()
-            except (OSError, av.error.FFmpegError) as e:
-                raise ProcessingError(f"{self.out.name}: finishing the output failed ({e})") from e
+            finish_output(self.out, self.copier)
         finally:
             self.abort()
 
     def abort(self) -> None:
         """Stop ffmpeg and release everything without finishing the file (the caller removes it)."""
         self._stop(kill=True)
-        if self.copier is not None:
-            self.copier.close()
-            self.copier = None
-        try:
-            self.out.close()
-        except (OSError, av.error.FFmpegError):
-            pass
+        release_output(self.out, self.copier)
+        self.copier = None

@@ -148,6 +148,26 @@ def add_other_streams(out: av.container.OutputContainer, video: av.stream.Stream
     return copier
 
 
+def finish_output(out: av.container.OutputContainer, copier: StreamCopier | None) -> None:
+    """Mux the rest of the other streams and write the container's trailer."""
+    try:
+        if copier is not None:
+            copier.pump(None)
+        out.close()
+    except (OSError, av.error.FFmpegError) as e:
+        raise ProcessingError(f"{out.name}: finishing the output failed ({e})") from e
+
+
+def release_output(out: av.container.OutputContainer, copier: StreamCopier | None) -> None:
+    """Close the second demuxer and the container without finishing the file (the caller removes it)."""
+    if copier is not None:
+        copier.close()
+    try:
+        out.close()
+    except (OSError, av.error.FFmpegError):
+        pass
+
+
 class IncreasingPts:
     """Output pts must increase; damaged input timestamps (repeated or going back) are moved one tick
     after the frame before, and counted."""
@@ -241,24 +261,18 @@ class VideoWriter:
     def close(self) -> None:
         """Flush the encoder and the other streams and finish the file."""
         try:
-            self._mux_video(self.stream.encode(None))
-            if self.copier is not None:
-                self.copier.pump(None)
-            self.out.close()
-        except (OSError, av.error.FFmpegError) as e:
-            raise ProcessingError(f"{self.out.name}: finishing the output failed ({e})") from e
+            try:
+                self._mux_video(self.stream.encode(None))
+            except (OSError, av.error.FFmpegError) as e:
+                raise ProcessingError(f"{self.out.name}: finishing the output failed ({e})") from e
+            finish_output(self.out, self.copier)
         finally:
             self.abort()
 
     def abort(self) -> None:
         """Release everything without finishing the file (the caller removes it)."""
-        if self.copier is not None:
-            self.copier.close()
-            self.copier = None
-        try:
-            self.out.close()
-        except (OSError, av.error.FFmpegError):
-            pass
+        release_output(self.out, self.copier)
+        self.copier = None
 
 
 class SequenceWriter:
