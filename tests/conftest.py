@@ -1,3 +1,4 @@
+import logging
 import os
 import sys
 from pathlib import Path
@@ -43,3 +44,22 @@ def vfr_clip(tmp_path_factory) -> Path:
     # The fixture itself must be VFR and start late (PyAV rescales silently when misconfigured).
     assert [t for t, _ in video_frames(path)] == [Fraction(p, 1000) for p in VFR_PTS]
     return path
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    """Two Ray nodes on this machine, one CPU each; the driver connects to the head."""
+    import ray
+    from ray.cluster_utils import Cluster
+
+    if ray.is_initialized():
+        pytest.skip("a Ray connection already exists in this process")
+    c = Cluster(initialize_head=True, head_node_args={"num_cpus": 1})
+    try:
+        c.add_node(num_cpus=1)
+        c.wait_for_nodes()
+        ray.init(address=c.address, log_to_driver=False, logging_level=logging.ERROR)
+        yield c
+    finally:
+        ray.shutdown()
+        c.shutdown()

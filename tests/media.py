@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import subprocess
 from fractions import Fraction
 from pathlib import Path
 
 import av
+import imageio_ffmpeg
 import numpy as np
 
 AUDIO_RATE = 48000  # Hz
 AUDIO_FRAME = 1024  # samples per AAC frame
+FFMPEG = imageio_ffmpeg.get_ffmpeg_exe()  # an ffmpeg binary, for media PyAV cannot write (subtitles, attachments)
+GOP = 10  # frames per GOP of the open-GOP clips
+OPEN_GOP = {"bf": "3", "g": str(GOP), "x264-params": f"open-gop=1:keyint={GOP}:min-keyint={GOP}:scenecut=0"}
 VFR_PTS = [500, 533, 580, 590, 650, 700, 733, 800, 810, 900, 1001, 1040]  # ms, irregular, not from 0
 
 
@@ -128,3 +133,15 @@ def write_frames(path: Path, frames: list[av.VideoFrame], codec: str, pix_fmt: s
                 out.mux(pk)
         for pk in vs.encode():
             out.mux(pk)
+
+
+def ffmpeg(*args: str) -> None:
+    subprocess.run([FFMPEG, "-hide_banner", "-loglevel", "error", "-y", *args], check=True, timeout=120)
+
+
+def with_subtitles(base: Path, out: Path) -> Path:
+    """``base`` remuxed into ``out`` with two SRT subtitles (at 0.1-0.9 s and 1.5-2.0 s)."""
+    srt = base.with_suffix(".srt")
+    srt.write_text("1\n00:00:00,100 --> 00:00:00,900\nHello\n\n2\n00:00:01,500 --> 00:00:02,000\nLater\n")
+    ffmpeg("-i", str(base), "-i", str(srt), "-map", "0", "-map", "1", "-c", "copy", str(out))
+    return out

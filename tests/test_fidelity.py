@@ -2,29 +2,22 @@
 
 from __future__ import annotations
 
-import subprocess
 from fractions import Fraction
 from pathlib import Path
 
 import av
-import imageio_ffmpeg
 import numpy as np
 import pytest
 
-from media import make_video, packets, write_frames
+from media import ffmpeg, make_video, packets, write_frames
 from vsr.cli import main
 
-FFMPEG = imageio_ffmpeg.get_ffmpeg_exe()
 KR_KB = {5: (0.299, 0.114), 1: (0.2126, 0.0722), 9: (0.2627, 0.0593)}  # AVColorSpace → luma weights
 PATCHES = [(200, 30, 90), (20, 180, 240), (128, 128, 128), (240, 220, 40)]  # RGB, 8-bit
 
 
 def run(*args: str) -> int:
     return main(["run", *args, "--progress", "none"])
-
-
-def ffmpeg(*args: str) -> None:
-    subprocess.run([FFMPEG, "-hide_banner", "-loglevel", "error", "-y", *args], check=True, timeout=120)
 
 
 def yuv_of(rgb: tuple[int, int, int], space: int, full: bool, depth: int = 8) -> np.ndarray:

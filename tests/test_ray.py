@@ -156,24 +156,6 @@ def test_private_ray_loopback_no_dashboard_identical(clip: Path, reference, tmp_
     assert not [c for c in _descendants().values() if "ray" in c], "no Ray process outlives the session"
 
 
-@pytest.fixture(scope="module")
-def cluster():
-    """Two Ray nodes on this machine, one CPU each; the driver connects to the head."""
-    from ray.cluster_utils import Cluster
-
-    if ray.is_initialized():
-        pytest.skip("a Ray connection already exists in this process")
-    c = Cluster(initialize_head=True, head_node_args={"num_cpus": 1})
-    try:
-        c.add_node(num_cpus=1)
-        c.wait_for_nodes()
-        ray.init(address=c.address, log_to_driver=False, logging_level=logging.ERROR)
-        yield c
-    finally:
-        ray.shutdown()
-        c.shutdown()
-
-
 def test_cli_two_nodes_identical(cluster, clip: Path, reference, tmp_path: Path, capsys) -> None:
     """`vsr run` joins the cluster; a video and a 16-bit image go through the same actors."""
     image = tmp_path / "deep.png"

@@ -77,6 +77,14 @@ def _run_parser(sub: argparse._SubParsersAction) -> None:
                    help="local threads or Ray actors (auto: ray with more than one GPU or --ray-address)")
     r.add_argument("--workers", type=int, default=S, help="Ray actors (default: one per GPU, else one per node)")
     r.add_argument("--ray-address", default=S, help="join this Ray cluster (auto: the one started on this machine)")
+    r.add_argument("--segment-seconds", type=float, default=S,
+                   help="cut videos at keyframes into segments of about N seconds, made in turn (local) or at "
+                        "once (Ray) and joined without re-encoding; finished segments are kept for --resume")
+    r.add_argument("--resume", action="store_true", default=S,
+                   help="continue an interrupted --segment-seconds run: only unfinished segments are made")
+    r.add_argument("--work-dir", default=S,
+                   help="folder for the segments (default: beside the output); on a Ray cluster it must be "
+                        "visible to every node, else segments come back through the object store")
     o = p.add_argument_group("output")
     o.add_argument("--progress", default=S, choices=["bar", "json", "none"])
     o.add_argument("--quiet", action="store_true", default=S, help="print errors only")

@@ -68,7 +68,10 @@ class RunConfig:
     workers: int | None = None  # Ray actors; None: one per GPU in the cluster, else one per node
     ray_address: str | None = None  # join this Ray cluster ("auto": the one running here)
     inflight_per_worker: int = 2  # batches in flight per Ray actor (backpressure)
-    max_retries: int = 3  # resubmissions of a failed batch before the run fails
+    max_retries: int = 3  # resubmissions of a failed batch or segment before the run fails
+    segment_seconds: float | None = None  # split videos at keyframes into segments of about this length
+    resume: bool = False  # reuse the finished segments of an interrupted split run
+    work_dir: str | None = None  # folder for segments, visible to every node (default: beside the output)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

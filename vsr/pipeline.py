@@ -101,6 +101,10 @@ def check_config(config: RunConfig) -> None:
         raise UsageError(f"--workers {config.workers} must be at least 1")
     if config.encoder not in ENCODERS:
         raise UsageError(f"--encoder {config.encoder!r}: use one of {', '.join(ENCODERS)}")
+    if config.segment_seconds is not None and config.segment_seconds <= 0:
+        raise UsageError(f"--segment-seconds {config.segment_seconds} must be above zero")
+    if (config.resume or config.work_dir) and not config.segment_seconds:
+        raise UsageError("--resume and --work-dir belong to split runs; add --segment-seconds N")
     if config.inflight_per_worker < 1 or config.max_retries < 0:
         raise UsageError(f"inflight_per_worker {config.inflight_per_worker} must be >= 1 and "
                          f"max_retries {config.max_retries} >= 0")
@@ -200,6 +204,9 @@ def upscale_file(session: Session, src: Path, dst: Path | None = None, output_di
         try:
             if info.is_image:
                 summary = _image(session, reader, partial, dst)
+            elif config.segment_seconds:
+                summary = _segmented(session, reader, partial, dst, codec)  # moves partial into place
+                partial = None
             else:
                 summary = _video(session, reader, partial, dst, codec)
             if partial is not None:
@@ -287,6 +294,28 @@ def _video(session: Session, reader: VideoReader, partial: Path | None, dst: Pat
     return RunSummary(reader.path, dst, session.model_name, stats.frames_written, 0.0, size, copied,
                       stats={**vars(stats), "frame_bound": executor.frame_bound()},
                       note=stats.note())
+
+
+def _segmented(session: Session, reader: VideoReader, partial: Path | None, dst: Path, codec: str) -> RunSummary:
+    from vsr.farm import prepare_job, run_jobs
+
+    if partial is None:
+        raise UsageError("--segment-seconds writes a video file, not a frame pattern")
+    job = prepare_job(session, reader, dst, partial, codec)
+    reader.close()  # the segments are read by the workers
+    try:
+        run_jobs(session, [job], reader.path.name)
+    except Interrupted as e:
+        raise Interrupted(f"{reader.path}: {e}; {len(job.done)} of {len(job.tasks)} segment(s) are kept in "
+                          f"{job.work.path}: rerun with --resume to finish", e.exit_code - 128) from e
+    task = job.tasks[0]
+    where = f"; segments per node {job.segments_per_node}" if job.segments_per_node else ""
+    note = (f"{len(job.tasks)} segment(s), {job.reused} reused from an earlier run, {job.retries} "
+            f"retr{'y' if job.retries == 1 else 'ies'}{where}")
+    return RunSummary(reader.path, dst, session.model_name, job.frames_done, 0.0, task.size,
+                      stats={"segments": len(job.tasks), "reused_segments": job.reused, "retries": job.retries,
+                             "via_object_store": job.via_object_store, "repaired_dts": job.repaired_dts},
+                      note=note)
 
 
 def upscale_video(src: str | Path, dst: str | Path | None = None, config: RunConfig | None = None) -> RunSummary:

@@ -19,18 +19,36 @@ JSON_INTERVAL_S = 1.0  # seconds between JSON progress lines
 class Progress:
     """Thread-safe: ``update`` may be called from the encode thread, ``tick``/``close`` from main."""
 
-    def __init__(self, mode: str, total: int | None, label: str, stream: TextIO | None = None) -> None:
+    def __init__(self, mode: str, total: int | None, label: str, stream: TextIO | None = None,
+                 segments: int | None = None, initial: int = 0, initial_segments: int = 0) -> None:
+        """``segments``: the segment count of a split run (then segments done are reported too);
+        ``initial``/``initial_segments``: frames and segments already done by an earlier run (resume),
+        which count as done but not towards fps and ETA."""
         if mode not in MODES:
             raise UsageError(f"unknown progress mode {mode!r}; use one of {', '.join(MODES)}")
         self.mode, self.total, self.label = mode, total, label
         self.stream = stream or sys.stderr
-        self.done = 0
+        self.done = self.initial = initial
+        self.segments, self.segments_done = segments, initial_segments
         self.t0 = time.monotonic()
         self._last_json = 0.0
         self._lock = threading.Lock()
         self.bar = None
         if mode == "bar":
-            self.bar = tqdm(total=total, desc=label, unit="frame", file=self.stream, dynamic_ncols=True, leave=True)
+            self.bar = tqdm(total=total, initial=initial, desc=label, unit="frame", file=self.stream,
+                            dynamic_ncols=True, leave=True)
+            self._postfix()
+
+    def _postfix(self) -> None:
+        if self.bar is not None and self.segments is not None:
+            self.bar.set_postfix_str(f"segments {self.segments_done}/{self.segments}", refresh=False)
+
+    def segment_done(self, done: int) -> None:
+        """One more segment finished; ``done`` frames are finished in all."""
+        with self._lock:
+            self.segments_done += 1
+        self._postfix()
+        self.update(done)
 
     def update(self, done: int) -> None:
         with self._lock:
@@ -40,9 +58,9 @@ class Progress:
 
     def snapshot(self) -> dict:
         elapsed = time.monotonic() - self.t0
-        fps = self.done / elapsed if elapsed > 0 else 0.0
+        fps = (self.done - self.initial) / elapsed if elapsed > 0 else 0.0
         eta = (self.total - self.done) / fps if self.total and fps > 0 else None
-        return {
+        snap = {
             "file": self.label,
             "frames": self.done,
             "total": self.total,
@@ -50,6 +68,9 @@ class Progress:
             "elapsed_s": round(elapsed, 3),
             "eta_s": None if eta is None else round(max(eta, 0.0), 1),
         }
+        if self.segments is not None:
+            snap |= {"segments": self.segments_done, "segments_total": self.segments}
+        return snap
 
     def tick(self, force: bool = False) -> None:
         if self.mode != "json":

@@ -1,9 +1,9 @@
 """The Ray actor side of the Ray executor: what runs inside each actor's process.
 
 ``UpscalerActor`` holds one Upscaler (built from the run's config on the device Ray gave it) for the
-actor's lifetime and upscales stacked (N, H, W, 3) batches put into the object store by the driver's
-dispatcher in vsr.runtime.ray_pool, which also spawns, probes and retires the actors. Ray restarts a
-dead actor, which rebuilds its model here. The test hooks read from the environment on the driver
+actor's lifetime. It upscales stacked (N, H, W, 3) batches put into the object store by the driver's
+dispatcher in vsr.runtime.ray_pool (which also spawns, probes and retires the actors), or makes whole
+segments of a split run (vsr.segments). Ray restarts a dead actor, which rebuilds its model here. The test hooks read from the environment on the driver
 (``VSR_RAY_TEST_FAIL``, ``VSR_RAY_TEST_DELAY_S``) are obeyed here: they make actors fail, die or slow
 down on cue.
 """
@@ -17,9 +17,10 @@ import numpy as np
 
 from vsr.config import RunConfig
 from vsr.errors import VsrError
+from vsr.segments import SegmentResult, SegmentTask, encode_segment
 
-TEST_FAIL_ENV = "VSR_RAY_TEST_FAIL"  # test hook "RANK:AFTER[:raise|exit]" (RANK may be "*")
-TEST_DELAY_ENV = "VSR_RAY_TEST_DELAY_S"  # test hook: seconds each actor sleeps per batch
+TEST_FAIL_ENV = "VSR_RAY_TEST_FAIL"  # test hook "RANK:AFTER[:raise|exit]": fail after AFTER calls (RANK may be "*")
+TEST_DELAY_ENV = "VSR_RAY_TEST_DELAY_S"  # test hook: seconds each actor sleeps per batch or segment
 
 
 class UpscalerActor:
@@ -52,8 +53,7 @@ class UpscalerActor:
     def frames_per_call(self, width: int, height: int) -> int:
         return self.upscaler.frames_per_call(width, height)
 
-    def upscale(self, batch: np.ndarray, out_size: tuple[int, int]) -> tuple[np.ndarray, float, str]:
-        """(N, H, W, 3) in, (N, H', W', 3) out as one array, with model seconds and the node id."""
+    def _test_hook(self) -> None:
         if self.hook.get("delay_s"):
             time.sleep(self.hook["delay_s"])
         fail = self.hook.get("fail")
@@ -61,12 +61,26 @@ class UpscalerActor:
             if fail[2] == "exit":
                 os._exit(1)  # the process dies as on a crash; Ray restarts the actor
             raise RuntimeError(f"test hook: actor {self.rank} fails after {fail[1]} batch(es)")
+
+    def upscale(self, batch: np.ndarray, out_size: tuple[int, int]) -> tuple[np.ndarray, float, str]:
+        """(N, H, W, 3) in, (N, H', W', 3) out as one array, with model seconds and the node id."""
+        self._test_hook()
         import ray
 
         t0 = time.perf_counter()
         out = np.stack(self.upscaler.upscale(list(batch), out_size))
         self.batches += 1
         return out, time.perf_counter() - t0, ray.get_runtime_context().get_node_id()
+
+    def segment(self, task: SegmentTask) -> SegmentResult:
+        """Decode, upscale and encode one segment of a split run here (vsr.segments.encode_segment)."""
+        self._test_hook()
+        import ray
+
+        result = encode_segment(self.upscaler, task)
+        result.node = ray.get_runtime_context().get_node_id()
+        self.batches += 1
+        return result
 
 
 def _test_hook() -> dict:

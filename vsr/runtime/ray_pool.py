@@ -109,6 +109,7 @@ class RayPool:
         self.slots: list[_Slot] = []
         self.weights_hash: str | None = None
         self.node_names: dict[str, str] = {}
+        self.probes: dict[Any, _Slot] = {}  # info() ref -> actor being restarted by Ray
         try:
             self._spawn()
         except BaseException:
@@ -179,6 +180,54 @@ class RayPool:
             group = max(1, min(group, -(-frames // len(self.alive() or [None]))))
         return RayExecutor(self, out_size, queue_size, group, label)
 
+    # -- actor health (shared by the frame and segment dispatchers) --------------------------------
+
+    def reset(self) -> None:
+        """Forget in-flight work and probes of an earlier dispatcher (a stopped file of the session)."""
+        self.probes.clear()
+        for slot in self.alive():
+            slot.inflight, slot.failures, slot.ready, slot.probe, slot.probes = 0, 0, True, None, 0
+
+    def retire(self, slot: _Slot, err: BaseException, label: str) -> None:
+        if slot.alive:
+            log.warning("%s: Ray actor %d retired: %s", label, slot.rank, _reason(err))
+        slot.alive = False
+
+    def probe(self, slot: _Slot) -> None:
+        """Ask an actor Ray is restarting to answer; it gets work again once it does."""
+        slot.ready = False
+        if slot.alive and slot.probe is None:
+            slot.probes += 1
+            slot.probe = slot.handle.info.remote()
+            self.probes[slot.probe] = slot
+
+    def probed(self, ref: Any, label: str) -> None:
+        """Handle the answer (or failure) of a probe returned by ray.wait."""
+        ray = _ray()
+        slot = self.probes.pop(ref)
+        slot.probe = None
+        try:
+            ray.get(ref)
+        except (ray.exceptions.ActorDiedError, ray.exceptions.RayTaskError) as e:
+            self.retire(slot, e, label)  # gone for good, or its restarted model failed to load
+        except ray.exceptions.RayError as e:
+            if slot.probes >= ACTOR_PROBE_LIMIT:
+                self.retire(slot, e, label)
+            self.probe(slot)
+        else:
+            slot.ready, slot.probes = True, 0
+
+    def slot_failed(self, slot: _Slot, err: BaseException, label: str) -> None:
+        """A call on ``slot`` failed: retire it (dead, or failing again and again) or probe it (restarting)."""
+        ray = _ray()
+        slot.failures += 1
+        if isinstance(err, ray.exceptions.ActorDiedError) or (
+            slot.failures >= ACTOR_FAILURE_LIMIT and len(self.alive()) > 1
+        ):
+            self.retire(slot, err, label)
+        elif isinstance(err, ray.exceptions.RayActorError):  # restarting or unreachable
+            self.probe(slot)
+
     def close(self) -> None:
         ray = _ray()
         for slot in self.slots:
@@ -229,13 +278,11 @@ class RayExecutor(LocalExecutor):
         super().__init__(pool, out_size, queue_size=queue_size, group=group)
         self.pool, self.label = pool, label
         self.inflight, self.max_retries = pool.config.inflight_per_worker, pool.config.max_retries
-        for slot in pool.alive():  # a previous file of the session may have been stopped mid-run
-            slot.inflight, slot.failures, slot.ready, slot.probe, slot.probes = 0, 0, True, None, 0
+        pool.reset()  # a previous file of the session may have been stopped mid-run
         self.window = REORDER_SLACK * self.inflight * len(pool.alive())
         self.stats: RayStats = RayStats(actors=len(pool.alive()))
         self._bytes_in = self._bytes_out = 0
         self._pending: dict[Any, tuple[_Job, _Slot]] = {}  # result ref -> (batch, actor)
-        self._probes: dict[Any, _Slot] = {}  # info() ref -> actor being restarted by Ray
         self._queued: deque[_Job] = deque()  # batches ready to submit; retries first
         self._ordered: dict[int, tuple[_Job, np.ndarray]] = {}  # finished, waiting for their turn
 
@@ -309,15 +356,15 @@ class RayExecutor(LocalExecutor):
 
     def _collect(self, timeout: float) -> None:
         ray = _ray()
-        refs = [*self._pending, *self._probes]
+        refs = [*self._pending, *self.pool.probes]
         if not refs:
             return
         ready, rest = ray.wait(refs, num_returns=1, timeout=timeout)
         if ready and rest:
             ready += ray.wait(rest, num_returns=len(rest), timeout=0)[0]
         for ref in ready:
-            if ref in self._probes:
-                self._probed(ref)
+            if ref in self.pool.probes:
+                self.pool.probed(ref, self.label)
                 continue
             job, slot = self._pending.pop(ref)
             slot.inflight -= 1
@@ -335,44 +382,9 @@ class RayExecutor(LocalExecutor):
             self.stats.frames_per_node[node] = self.stats.frames_per_node.get(node, 0) + n
             self._ordered[job.seq] = (job, out)
 
-    def _retire(self, slot: _Slot, err: BaseException) -> None:
-        if slot.alive:
-            log.warning("%s: Ray actor %d retired: %s", self.label, slot.rank, _reason(err))
-        slot.alive = False
-
-    def _probe(self, slot: _Slot) -> None:
-        """Ask an actor Ray is restarting to answer; it gets batches again once it does."""
-        slot.ready = False
-        if slot.alive and slot.probe is None:
-            slot.probes += 1
-            slot.probe = slot.handle.info.remote()
-            self._probes[slot.probe] = slot
-
-    def _probed(self, ref: Any) -> None:
-        ray = _ray()
-        slot = self._probes.pop(ref)
-        slot.probe = None
-        try:
-            ray.get(ref)
-        except (ray.exceptions.ActorDiedError, ray.exceptions.RayTaskError) as e:
-            self._retire(slot, e)  # gone for good, or its restarted model failed to load
-        except ray.exceptions.RayError as e:
-            if slot.probes >= ACTOR_PROBE_LIMIT:
-                self._retire(slot, e)
-            self._probe(slot)
-        else:
-            slot.ready, slot.probes = True, 0
-
     def _failed(self, job: _Job, slot: _Slot, err: BaseException) -> None:
-        ray = _ray()
         self.stats.actor_failures += 1
-        slot.failures += 1
-        if isinstance(err, ray.exceptions.ActorDiedError) or (
-            slot.failures >= ACTOR_FAILURE_LIMIT and len(self.pool.alive()) > 1
-        ):
-            self._retire(slot, err)
-        elif isinstance(err, ray.exceptions.RayActorError):  # restarting or unreachable
-            self._probe(slot)
+        self.pool.slot_failed(slot, err, self.label)
         first, last = job.frames[0].index, job.frames[-1].index
         if job.attempts > self.max_retries:
             raise ProcessingError(f"{self.label}: frames {first}-{last} failed {job.attempts} times on Ray "

@@ -198,6 +198,7 @@ class VideoWriter:
         subtitles: bool = True,
         section_pts: tuple[int, int | None] | None = None,
         metadata: dict[str, str] | None = None,
+        other_streams: bool = True,
     ) -> None:
         self.out = open_output(path, fmt)
         self.info, self.size = info, size
@@ -207,8 +208,9 @@ class VideoWriter:
         self.copier: StreamCopier | None = None
         try:
             self.stream = self._add_video(fmt, settings)
-            self.copier = add_other_streams(self.out, self.stream, info, audio, subtitles,
-                                            section_seconds(section_pts, self.time_base))
+            if other_streams:  # False for a segment of a split run: the join adds them once
+                self.copier = add_other_streams(self.out, self.stream, info, audio, subtitles,
+                                                section_seconds(section_pts, self.time_base))
             self.out.metadata.update(metadata or {})
         except BaseException:
             self.abort()
