@@ -364,3 +364,13 @@ def test_cuda_nan_guard_and_oom() -> None:
     assert up.stats.nan_retries >= 1
     _, up = run(OomAbove(2), fr, device="cuda", tile=32, tile_overlap=8, batch=8, cuda_graphs=False)
     assert up.stats.oom_halvings == 2
+
+
+def test_frame_sizes_may_alternate_between_calls() -> None:
+    """One Upscaler serves files of different sizes in turn (a `vsr run` of several inputs, a Ray
+    actor taking segments of several videos): sizes a, b, a again reuse the right buffers."""
+    up = Upscaler(TinyConv(), device="cpu", tile=0)
+    small, large = np.full((32, 48, 3), 90, np.uint8), np.full((40, 56, 3), 160, np.uint8)
+    first = up.upscale([small], (192, 128))[0]
+    assert up.upscale([large], (224, 160))[0].shape == (160, 224, 3)
+    assert np.array_equal(up.upscale([small], (192, 128))[0], first)

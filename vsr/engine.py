@@ -310,10 +310,10 @@ class Upscaler:
         if self.channels_last:
             padded = padded.contiguous(memory_format=torch.channels_last)
         shape = (3, plan.pad_h * self.scale, plan.pad_w * self.scale)
-        reuse = [a for a in self._spare_acc if a.shape == shape]
-        if reuse:
-            self._spare_acc.remove(reuse[0])
-            acc = reuse[0].zero_()  # stream-ordered after the last use; no fresh pages to fault in
+        # By position, not list.remove(): that compares tensors with ==, elementwise.
+        spare = next((i for i, a in enumerate(self._spare_acc) if a.shape == shape), None)
+        if spare is not None:
+            acc = self._spare_acc.pop(spare).zero_()  # stream-ordered after the last use; no fresh pages
         else:
             acc = torch.zeros(shape, device=self.device)
         return _Frame(index, lr, padded, acc, plan.count)
