@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import glob
+import json
 import logging
 import os
 import signal
@@ -28,12 +30,32 @@ MEDIA_EXTENSIONS = frozenset(
 
 def _run_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("run", help="upscale videos or images", description="Upscale videos or images.")
-    S = argparse.SUPPRESS  # absent flags stay absent, so config files and VSR_* can supply them
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="video or image files, folders or globs")
     p.add_argument("-o", "--output", type=Path, help="output file (one input only)")
     p.add_argument("--output-dir", type=Path, help="folder for the outputs (default: beside each input)")
-    p.add_argument("--config", help="YAML file of options, or a preset: archive, prores, web, hevc, av1")
     p.add_argument("--print-config", action="store_true", help="print the merged configuration and exit")
+    add_run_options(p)
+
+
+def _farm_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("farm", help="upscale many videos in segments on every worker of a Ray cluster",
+                       description="Upscale many videos, cut at keyframes into segments, on all the GPUs (or CPU "
+                                   "actors) of a Ray cluster; rerunning the same command resumes. Also runs as "
+                                   "`python pipelines/farm.py` and under `ray job submit`.")
+    p.add_argument("inputs", nargs="*", metavar="INPUT", help="video files, folders or globs")
+    p.add_argument("--manifest", type=Path, help=f"file of lines `INPUT` or `INPUT<TAB>OUTPUT` (relative paths "
+                                                 f"from the file's folder; # comments)")
+    p.add_argument("--output-dir", type=Path, help="folder for the outputs (default: beside each input)")
+    p.add_argument("--no-resume", dest="resume", action="store_false",
+                   help="start unfinished files over instead of reusing their finished segments")
+    p.add_argument("--summary-json", type=Path, help="also write the per-file summary here as JSON")
+    add_run_options(p)
+
+
+def add_run_options(p: argparse.ArgumentParser) -> None:
+    """The options of a run (model, encoding, section, execution, output) that a config file can also set."""
+    S = argparse.SUPPRESS  # absent flags stay absent, so config files and VSR_* can supply them
+    p.add_argument("--config", help="YAML file of options, or a preset: archive, prores, web, hevc, av1")
     g = p.add_argument_group("model")
     g.add_argument("--model", default=S, help="model name (see `vsr weights list`); default: best available")
     g.add_argument("--weights", default=S, help="weights file or folder for the model")
@@ -98,6 +120,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
     sub = parser.add_subparsers(dest="command", required=True)
     _run_parser(sub)
+    _farm_parser(sub)
     p = sub.add_parser("probe", help="show the streams of a media file")
     p.add_argument("input", type=Path)
     p.add_argument("--json", action="store_true", help="print JSON")
@@ -195,6 +218,29 @@ def cmd_run(args: argparse.Namespace) -> int:
     return max((e.exit_code for _, e in failed), default=0)
 
 
+def cmd_farm(args: argparse.Namespace) -> int:
+    from vsr import farm
+
+    flags = {k: v for k, v in vars(args).items() if k in RunConfig.__dataclass_fields__}
+    config = load_config(args.config, {**flags, "executor": "ray"})
+    if config.segment_seconds is None:
+        config = dataclasses.replace(config, segment_seconds=farm.DEFAULT_SEGMENT_S)
+    if config.quiet:
+        log.setLevel(logging.ERROR)
+    pairs = [(p, None) for p in expand_inputs(args.inputs)]
+    if args.manifest is not None:
+        pairs += farm.read_manifest(args.manifest)
+    if not pairs:
+        raise UsageError("no inputs: give video files, folders or globs, or --manifest FILE")
+    if args.output_dir is not None and not args.output_dir.is_dir():
+        raise UsageError(f"{args.output_dir}: output folder does not exist")
+    results = farm.run_farm(config, pairs, args.output_dir)
+    print(farm.summary_table(results))
+    if args.summary_json is not None:
+        args.summary_json.write_text(json.dumps([r.to_dict() for r in results], indent=1) + "\n")
+    return max((r.exit_code for r in results), default=0)
+
+
 def cmd_probe(args: argparse.Namespace) -> int:
     from vsr.video.probe import format_table, probe
 
@@ -211,10 +257,10 @@ def main(argv: list[str] | None = None) -> int:
     log.setLevel(logging.DEBUG if args.debug else logging.INFO)
     log.propagate = False
     try:
-        if args.command == "run":
+        if args.command in ("run", "farm"):
             previous, state = _install_signals()
             try:
-                return cmd_run(args)
+                return cmd_run(args) if args.command == "run" else cmd_farm(args)
             finally:
                 if not state["hit"]:  # after a signal, keep ours: a second one must still exit at once
                     for signum, old in previous.items():
