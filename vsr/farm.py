@@ -123,8 +123,10 @@ def run_jobs(session: Any, jobs: list[SegmentJob], label: str, fail_fast: bool =
 def _failed(job: SegmentJob, error: VsrError, fail_fast: bool) -> None:
     if fail_fast or isinstance(error, Interrupted):
         raise error
+    if str(job.src) not in str(error):  # every message names its file
+        error = type(error)(f"{job.src}: {error}")
     job.error = error
-    log.error("%s: %s", job.src, error)
+    log.error("%s", error)
 
 
 def _store(job: SegmentJob, result: SegmentResult) -> None:
@@ -371,7 +373,7 @@ def summary_table(results: list[FileResult]) -> str:
     for r in results:
         fps = f"{r.new_frames / r.work_seconds:.2f}" if r.work_seconds > 0 else "-"
         segs = f"{r.segments}({r.reused})" if r.segments else "-"
-        where = f"{r.input} -> {r.output}" if r.status != "failed" else f"{r.input}: {r.error}"
+        where = f"{r.input} -> {r.output}" if r.status != "failed" else r.error
         rows.append(f"{r.status:<8} {r.frames:>7} {r.seconds:>8.1f} {r.work_seconds:>8.1f} {fps:>7} {segs:>9} "
                     f"{r.retries:>7}  {where}")
     done = sum(r.status == "done" for r in results)

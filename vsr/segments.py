@@ -12,6 +12,7 @@ timestamps kept strictly increasing) and adds the input's other streams once.
 
 from __future__ import annotations
 
+import bisect
 import hashlib
 import json
 import logging
@@ -84,8 +85,7 @@ def plan_segments(path: Path, seconds: float) -> tuple[list[Segment], Fraction, 
     segments = []
     for i, start in enumerate(bounds):
         end = bounds[i + 1] if i + 1 < len(bounds) else None
-        n = sum(1 for p in all_pts if p >= start and (end is None or p < end)) if i else \
-            sum(1 for p in all_pts if end is None or p < end)
+        n = (bisect.bisect_left(all_pts, end) if end is not None else len(all_pts)) - bisect.bisect_left(all_pts, start)
         segments.append(Segment(i, start, end, n))
     return segments, tb, first
 
@@ -233,6 +233,8 @@ class WorkDir:
             raise UsageError(f"{path}: cannot create the work directory ({e.strerror})") from e
         if not plan_file.exists():
             _write_json(plan_file, plan)
+        for stale in path.glob("*.partial"):  # a segment a killed worker was writing
+            stale.unlink(missing_ok=True)
 
     def segment_path(self, index: int) -> Path:
         return self.path / f"seg_{index:05d}{self.ext}"
