@@ -234,7 +234,11 @@ def cmd_farm(args: argparse.Namespace) -> int:
         raise UsageError("no inputs: give video files, folders or globs, or --manifest FILE")
     if args.output_dir is not None and not args.output_dir.is_dir():
         raise UsageError(f"{args.output_dir}: output folder does not exist")
-    results = farm.run_farm(config, pairs, args.output_dir)
+    try:
+        results = farm.run_farm(config, pairs, args.output_dir)
+    except Interrupted as e:
+        raise Interrupted(f"{e}; finished segments are kept: rerun the same command to resume",
+                          e.exit_code - 128) from e
     print(farm.summary_table(results))
     if args.summary_json is not None:
         args.summary_json.write_text(json.dumps([r.to_dict() for r in results], indent=1) + "\n")
