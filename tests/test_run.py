@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from fractions import Fraction
 from pathlib import Path
 
@@ -172,3 +173,15 @@ def test_quiet_prints_nothing(tmp_path: Path, capsys) -> None:
     make_video(src, n=3, size=(32, 32), audio_start=None)
     assert main(["run", str(src), "--model", "bicubic", "--quiet"]) == 0
     assert capsys.readouterr().err == ""
+
+
+def test_cpu_threads_follow_the_load() -> None:
+    """All cores on an idle machine; one fewer when other work holds a core (torch threads spin)."""
+    from vsr.pipeline import busy_cores, default_cpu_threads
+
+    busy = busy_cores(0.05)
+    assert busy is not None and 0.0 <= busy <= os.cpu_count()  # this machine has /proc/stat
+
+    cores = len(os.sched_getaffinity(0))
+    assert default_cpu_threads(busy=0.0) == cores
+    assert default_cpu_threads(busy=1.0) == max(1, cores - 1)

@@ -65,7 +65,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--frames", type=int, help="frames of the generated clip")
     p.add_argument("--size", help="WxH of the generated clip")
     p.add_argument("--repeats", type=int, default=2, help="timed passes over the clip per setting (best is kept)")
-    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: as vsr run, all cores but one)")
+    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: as vsr run: all cores when idle, else all but one)")
     p.add_argument("--no-official", dest="official", action="store_false",
                    help="skip the official-style baseline (speedup_vs_official is then null)")
     p.add_argument("--json", action="store_true", help="print JSON instead of the table")

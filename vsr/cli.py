@@ -61,7 +61,7 @@ def add_run_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--weights", default=S, help="weights file or folder for the model")
     g.add_argument("--scale", type=int, default=S, help="output scale: 1, 2, 3 or 4 (default 4)")
     g.add_argument("--height", type=int, default=S, help="output height in pixels instead of --scale")
-    g.add_argument("--threads", type=int, default=S, help="CPU threads for the model (default: all cores but one)")
+    g.add_argument("--threads", type=int, default=S, help="CPU threads for the model (default: all cores when idle, else all but one)")
     g.add_argument("--max-pixels", type=int, default=S, help="largest output frame in pixels (default 8192x8192)")
     g.add_argument("--device", default=S, help="auto | cpu | cuda | cuda:N | mps")
     g.add_argument("--precision", default=S, choices=["auto", "fp32", "fp16", "bf16"])

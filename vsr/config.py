@@ -55,7 +55,7 @@ class RunConfig:
     encoder: str = "pyav"  # pyav | ffmpeg (an ffmpeg binary, for VAAPI, QSV, VideoToolbox, ... encoders)
     fps: float | None = None  # frame rate of image-sequence inputs (a folder is a sequence only with it)
     encoder_opt: list[str] | None = None  # key=value options passed to the encoder
-    threads: int | None = None  # CPU threads for the model; None: all cores but one (decode, encode)
+    threads: int | None = None  # CPU threads for the model; None: all cores when idle, else all but one
     max_pixels: int = 8192 * 8192  # output pixels per frame; larger outputs are refused up front
     queue_size: int = 8
     progress: str = "bar"

@@ -39,6 +39,8 @@ EXECUTORS = ("auto", "local", "ray")
 ENCODERS = ("pyav", "ffmpeg")  # --encoder: who runs the video encoder
 SCALES = (1, 2, 3, 4)  # accepted --scale values
 PARTIAL_SUFFIX = ".partial"
+BUSY_CORES = 0.5  # cores kept busy by other processes from which the model leaves one core free
+BUSY_SAMPLE_S = 0.2  # seconds over which busy cores are measured when a session opens
 
 
 @dataclass
@@ -118,10 +120,41 @@ def default_tile_batch(name: str, device: torch.device) -> tuple[int, int]:
     return tile, engine.DEFAULT_BATCH if device.type == "cuda" else 1
 
 
-def default_cpu_threads() -> int:
-    """Model threads on a CPU: all cores but one, which the decode and encode threads need (on 2
-    cores, 2 model threads ran compact end to end at 1.4 fps against 4.1 fps with 1)."""
-    return max(1, (os.cpu_count() or 2) - 1)
+def busy_cores(window_s: float = BUSY_SAMPLE_S) -> float | None:
+    """How many cores other processes keep busy right now (Linux /proc/stat over ``window_s``), or
+    None where that cannot be read. Unlike the load average, it does not remember a run that just ended."""
+
+    def sample() -> tuple[int, int]:
+        with open("/proc/stat", encoding="ascii") as f:
+            ticks = [int(v) for v in f.readline().split()[1:9]]  # user nice system idle iowait irq softirq steal
+        return sum(ticks), ticks[3] + ticks[4]
+
+    try:
+        total0, idle0 = sample()
+        time.sleep(window_s)
+        total1, idle1 = sample()
+    except (OSError, ValueError, IndexError):
+        return None
+    if total1 <= total0:
+        return None
+    return (1 - (idle1 - idle0) / (total1 - total0)) * (os.cpu_count() or 1)
+
+
+def default_cpu_threads(busy: float | None = None) -> int:
+    """Model threads on a CPU. torch's threads spin-wait, so a core that another process holds is
+    ruinous: on 2 cores with a training job on one, compact ran end to end at 1.4 fps with 2 model
+    threads and 5.4 with 1; on the same machine idle, 2 threads ran 8.1-9.3 fps and 1 thread 6.4-7.0
+    (decode and encode fit in between). So all cores when the machine is idle (fewer than
+    BUSY_CORES busy, measured now unless ``busy`` is given), else all cores but one."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 2)
+    if busy is None:
+        busy = busy_cores()
+    if busy is None:  # no /proc/stat: the load average, else assume a busy machine
+        try:
+            busy = os.getloadavg()[0]
+        except (AttributeError, OSError):
+            busy = float(cores)
+    return cores if busy < BUSY_CORES else max(1, cores - 1)
 
 
 def build_upscaler(config: RunConfig, name: str, device: torch.device) -> engine.Upscaler:
