@@ -40,7 +40,7 @@ ENCODERS = ("pyav", "ffmpeg")  # --encoder: who runs the video encoder
 SCALES = (1, 2, 3, 4)  # accepted --scale values
 PARTIAL_SUFFIX = ".partial"
 BUSY_CORES = 0.5  # cores kept busy by other processes from which the model leaves one core free
-BUSY_SAMPLE_S = 0.2  # seconds over which busy cores are measured when a session opens
+BUSY_SAMPLE_S = 0.1  # seconds over which busy cores are measured when a session opens
 
 
 @dataclass
