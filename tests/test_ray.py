@@ -8,7 +8,6 @@ lossless) and the model is ``bicubic``, so the time goes to starting Ray and the
 from __future__ import annotations
 
 import ipaddress
-import logging
 import os
 import re
 import socket

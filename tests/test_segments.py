@@ -20,7 +20,7 @@ import av
 import numpy as np
 import pytest
 
-from media import GOP, OPEN_GOP, make_video, packets, video_frames, with_subtitles
+from media import OPEN_GOP, make_video, packets, video_frames, with_subtitles
 from vsr.cli import main
 from vsr.pipeline import read_rgb
 from vsr.segments import WORK_SUFFIX, plan_segments

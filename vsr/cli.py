@@ -43,8 +43,8 @@ def _farm_parser(sub: argparse._SubParsersAction) -> None:
                                    "actors) of a Ray cluster; rerunning the same command resumes. Also runs as "
                                    "`python pipelines/farm.py` and under `ray job submit`.")
     p.add_argument("inputs", nargs="*", metavar="INPUT", help="video files, folders or globs")
-    p.add_argument("--manifest", type=Path, help=f"file of lines `INPUT` or `INPUT<TAB>OUTPUT` (relative paths "
-                                                 f"from the file's folder; # comments)")
+    p.add_argument("--manifest", type=Path, help="file of lines `INPUT` or `INPUT<TAB>OUTPUT` (relative paths "
+                                                 "from the file's folder; # comments)")
     p.add_argument("--output-dir", type=Path, help="folder for the outputs (default: beside each input)")
     p.add_argument("--no-resume", dest="resume", action="store_false",
                    help="start unfinished files over instead of reusing their finished segments")

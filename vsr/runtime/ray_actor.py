@@ -3,9 +3,9 @@
 ``UpscalerActor`` holds one Upscaler (built from the run's config on the device Ray gave it) for the
 actor's lifetime. It upscales stacked (N, H, W, 3) batches put into the object store by the driver's
 dispatcher in vsr.runtime.ray_pool (which also spawns, probes and retires the actors), or makes whole
-segments of a split run (vsr.segments). Ray restarts a dead actor, which rebuilds its model here. The test hooks read from the environment on the driver
-(``VSR_RAY_TEST_FAIL``, ``VSR_RAY_TEST_DELAY_S``) are obeyed here: they make actors fail, die or slow
-down on cue.
+segments of a split run (vsr.segments). Ray restarts a dead actor, which rebuilds its model here.
+The test hooks read from the environment on the driver (``VSR_RAY_TEST_FAIL``,
+``VSR_RAY_TEST_DELAY_S``) are obeyed here: they make actors fail, die or slow down on cue.
 """
 
 from __future__ import annotations
@@ -60,7 +60,7 @@ class UpscalerActor:
         if fail and fail[0] in ("*", str(self.rank)) and self.batches >= fail[1]:
             if fail[2] == "exit":
                 os._exit(1)  # the process dies as on a crash; Ray restarts the actor
-            raise RuntimeError(f"test hook: actor {self.rank} fails after {fail[1]} batch(es)")
+            raise RuntimeError(f"test hook: actor {self.rank} fails after {fail[1]} call(s)")
 
     def upscale(self, batch: np.ndarray, out_size: tuple[int, int]) -> tuple[np.ndarray, float, str]:
         """(N, H, W, 3) in, (N, H', W', 3) out as one array, with model seconds and the node id."""
