@@ -20,7 +20,7 @@ import av
 import numpy as np
 import pytest
 
-from media import OPEN_GOP, make_video, packets, video_frames, with_subtitles
+from media import OPEN_GOP, VFR_PTS, make_video, packets, video_frames, with_subtitles
 from vsr.cli import main
 from vsr.pipeline import read_rgb
 from vsr.segments import WORK_SUFFIX, plan_segments
@@ -87,6 +87,17 @@ def test_b_frame_output_joins_with_increasing_dts(clip: Path, tmp_path: Path) ->
     assert any(b[0] < a[0] for a, b in zip(pk, pk[1:])), "the output has B-frames (pts out of decode order)"
     assert seconds(out) == seconds(clip) and len(read_rgb(out)) == FRAMES
     assert packets(out, "audio") == packets(clip, "audio")
+
+
+def test_variable_frame_rate_late_start(tmp_path: Path) -> None:
+    """Irregular timestamps starting at 0.5 s, a keyframe every 3 frames: every segment keeps them."""
+    src = tmp_path / "vfr.mp4"
+    make_video(src, pts=VFR_PTS, size=(48, 32), audio_start=0.3, options={"g": "3", "keyint_min": "3"})
+    assert [s.frames for s in plan_segments(src, 0.1)[0]] == [6, 3, 3]  # keyframes at 0.5 0.59 0.733 0.9 s
+    out = tmp_path / "out.mp4"
+    assert run(src, "-o", out, "--segment-seconds", "0.1") == 0
+    assert seconds(out) == [Fraction(p, 1000) for p in VFR_PTS]
+    assert packets(out, "audio") == packets(src, "audio")
 
 
 def test_progress_reports_segments(clip: Path, tmp_path: Path, capsys) -> None:
