@@ -24,7 +24,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from vsr.bench import make_clip  # noqa: E402
+from vsr.bench_media import make_clip  # noqa: E402
 from vsr.engine import Upscaler  # noqa: E402
 from vsr.models import compact, load_model  # noqa: E402
 

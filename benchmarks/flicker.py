@@ -31,7 +31,8 @@ import torch.nn.functional as F
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from vsr import engine  # noqa: E402
-from vsr.bench import load, make_clip  # noqa: E402
+from vsr.bench import load  # noqa: E402
+from vsr.bench_media import make_clip  # noqa: E402
 
 
 def temporal_change(frames: Sequence[np.ndarray]) -> float:
