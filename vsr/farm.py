@@ -13,6 +13,7 @@ import logging
 import os
 import time
 from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,7 +24,7 @@ from vsr.outputs import encode_settings, output_size
 from vsr.progress import Progress
 from vsr.runtime.local import POLL_S
 from vsr.runtime.ray_pool import _reason
-from vsr.segments import (SegmentResult, SegmentTask, WorkDir, encode_segment, file_sha256, fingerprint,
+from vsr.segments import (SegmentEncoder, SegmentResult, SegmentTask, WorkDir, file_sha256, fingerprint,
                           join_segments, plan_segments, work_dir_for)
 from vsr.video.reader import VideoReader
 from vsr.video.streams import provenance
@@ -172,17 +173,42 @@ def _join(job: SegmentJob) -> None:
 
 
 def _run_local(upscaler: Any, jobs: list[SegmentJob], progress: Progress, fail_fast: bool) -> None:
-    for job in jobs:
-        for task in job.pending():
-            base = progress.done
-            task.dest = str(job.work.segment_path(task.segment.index))
-            try:
-                result = encode_segment(upscaler, task, on_frame=lambda n: progress.update(base + n),
-                                        on_tick=progress.tick)
-                _segment_done(job, result, progress, base + result.frames)
-            except VsrError as e:
-                _failed(job, e, fail_fast)
-                break
+    """Segments in turn on this process's upscaler. A segment's encoder flush, rename and checksum run
+    on a helper thread while the next segment is decoded and upscaled (the flush is tens of frames of
+    x264 work that would otherwise leave the model idle at every segment boundary)."""
+    finishing: tuple[SegmentJob, Future] | None = None
+
+    def collect() -> None:
+        nonlocal finishing
+        if finishing is None:
+            return
+        job, future = finishing
+        finishing = None
+        try:
+            result = future.result()
+            _segment_done(job, result, progress, progress.done)
+        except VsrError as e:
+            _failed(job, e, fail_fast)
+
+    with ThreadPoolExecutor(1, thread_name_prefix="vsr-finish") as pool:
+        try:
+            for job in jobs:
+                for task in job.pending():
+                    if job.error is not None:
+                        break
+                    base = progress.done
+                    task.dest = str(job.work.segment_path(task.segment.index))
+                    enc = SegmentEncoder(task)
+                    try:
+                        enc.run(upscaler, on_frame=lambda n: progress.update(base + n), on_tick=progress.tick)
+                    except VsrError as e:
+                        collect()
+                        _failed(job, e, fail_fast)
+                        break
+                    collect()  # the previous segment, finished while this one ran
+                    finishing = (job, pool.submit(enc.finish))
+        finally:
+            collect()  # also on an interruption: a segment that made it to disk is recorded
 
 
 @dataclass

@@ -128,48 +128,70 @@ def file_sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def encode_segment(upscaler: Any, task: SegmentTask, on_frame: Callable[[int], None] | None = None,
-                   on_tick: Callable[[], None] | None = None) -> SegmentResult:
-    """Decode, upscale and encode one segment (video only) into ``task.dest`` or into returned bytes."""
-    from vsr.runtime.local import LocalExecutor
+class SegmentEncoder:
+    """One segment in two steps: ``run`` decodes, upscales and encodes its frames (video only);
+    ``finish`` flushes the encoder (x264's lookahead and B-frame delay: tens of frames), moves the
+    file into ``task.dest`` (or reads it back as bytes) and hashes it. Between the two the upscaler
+    is free, so one worker can start the next segment while this one flushes."""
 
-    t0 = time.monotonic()
-    seg = task.segment
-    # Exact fractions of seconds: VideoReader turns them back into these very pts.
-    begin = seg.start_pts if seg.index else task.stream_start  # the first segment reads from the start
-    start = (begin - task.stream_start) * task.time_base or None
-    duration = None if seg.end_pts is None else (seg.end_pts - begin) * task.time_base
-    tmp_dir = None
-    if task.dest is None:
-        tmp_dir = tempfile.mkdtemp(prefix="vsr-seg-")
-        final = Path(tmp_dir) / f"segment{task.ext}"
-    else:
-        final = Path(task.dest)
-    partial = final.with_name(final.name + ".partial")
-    try:
-        with VideoReader(task.src, start=start, duration=duration, deinterlace=task.deinterlace,
-                         decoder=task.decoder) as reader:
-            if reader.peek() is None:
-                raise InputError(f"{task.src}: segment {seg.index} has no decodable frame")
-            writer = VideoWriter(partial, task.fmt, task.info, task.size, task.settings, other_streams=False)
-            executor = LocalExecutor(upscaler, task.size, queue_size=task.queue_size,
-                                     group=upscaler.frames_per_call(task.info.width, task.info.height))
-            try:
-                stats = executor.run(reader, writer, on_frame=on_frame, on_tick=on_tick)
-                writer.close()
-            except BaseException:
-                writer.abort()
-                raise
-        os.replace(partial, final)
-        result = SegmentResult(seg.index, stats.frames_written, final.stat().st_size, file_sha256(final),
-                               time.monotonic() - t0)
-        if task.dest is None:
-            result.data = final.read_bytes()
-        return result
-    finally:
-        partial.unlink(missing_ok=True)
-        if tmp_dir is not None:
-            shutil.rmtree(tmp_dir, ignore_errors=True)
+    def __init__(self, task: SegmentTask) -> None:
+        self.task, self.t0 = task, time.monotonic()
+        self.tmp_dir = tempfile.mkdtemp(prefix="vsr-seg-") if task.dest is None else None
+        self.final = Path(task.dest) if task.dest is not None else Path(self.tmp_dir) / f"segment{task.ext}"
+        self.partial = self.final.with_name(self.final.name + ".partial")
+        self.writer: VideoWriter | None = None
+        self.frames = 0
+
+    def run(self, upscaler: Any, on_frame: Callable[[int], None] | None = None,
+            on_tick: Callable[[], None] | None = None) -> None:
+        from vsr.runtime.local import LocalExecutor
+
+        task, seg = self.task, self.task.segment
+        # Exact fractions of seconds: VideoReader turns them back into these very pts.
+        begin = seg.start_pts if seg.index else task.stream_start  # the first segment reads from the start
+        start = (begin - task.stream_start) * task.time_base or None
+        duration = None if seg.end_pts is None else (seg.end_pts - begin) * task.time_base
+        try:
+            with VideoReader(task.src, start=start, duration=duration, deinterlace=task.deinterlace,
+                             decoder=task.decoder) as reader:
+                if reader.peek() is None:
+                    raise InputError(f"{task.src}: segment {seg.index} has no decodable frame")
+                self.writer = VideoWriter(self.partial, task.fmt, task.info, task.size, task.settings,
+                                          other_streams=False)
+                executor = LocalExecutor(upscaler, task.size, queue_size=task.queue_size,
+                                         group=upscaler.frames_per_call(task.info.width, task.info.height))
+                self.frames = executor.run(reader, self.writer, on_frame=on_frame, on_tick=on_tick).frames_written
+        except BaseException:
+            self.abort()
+            raise
+
+    def finish(self) -> SegmentResult:
+        assert self.writer is not None, "run() comes first"
+        try:
+            self.writer.close()
+            os.replace(self.partial, self.final)
+            result = SegmentResult(self.task.segment.index, self.frames, self.final.stat().st_size,
+                                   file_sha256(self.final), time.monotonic() - self.t0)
+            if self.task.dest is None:
+                result.data = self.final.read_bytes()
+            return result
+        finally:
+            self.abort()
+
+    def abort(self) -> None:
+        """Release the encoder and remove what is not finished (and the temporary folder)."""
+        if self.writer is not None:
+            self.writer.abort()
+        self.partial.unlink(missing_ok=True)
+        if self.tmp_dir is not None:
+            shutil.rmtree(self.tmp_dir, ignore_errors=True)
+
+
+def encode_segment(upscaler: Any, task: SegmentTask) -> SegmentResult:
+    """Decode, upscale and encode one segment (video only) into ``task.dest`` or into returned bytes."""
+    enc = SegmentEncoder(task)
+    enc.run(upscaler)
+    return enc.finish()
 
 
 def work_dir_for(dst: Path, shared: str | Path | None) -> Path:
