@@ -9,7 +9,8 @@ settings, each after a warm-up file on the same session (model load and actor st
     local stream / local segments (no Ray), for reference
 
 Each actor gets the cluster's CPUs divided among the actors as torch threads (as vsr gives them);
-decode and encode run inside the actors in segment mode and on the driver in stream mode.
+decode and encode run inside the actors in segment mode and on the driver in stream mode. The local
+rows take vsr's own CPU default (all cores when the machine is idle, else all but one).
 
     python benchmarks/segments.py [--seconds 12] [--size 176x144] [--segment-seconds 2] [--model compact]
 """
@@ -24,7 +25,6 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
-import torch  # noqa: E402
 from media import make_video  # noqa: E402
 
 from vsr.config import RunConfig  # noqa: E402
@@ -65,7 +65,6 @@ def main() -> None:
     args = p.parse_args()
     logging.getLogger("vsr").setLevel(logging.ERROR)
     w, h = map(int, args.size.split("x"))
-    torch.set_num_threads(1)  # local rows: one model thread, as vsr's CPU default on 2 cores
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
         clip, warm = tmp / "clip.mp4", tmp / "warm.mp4"
