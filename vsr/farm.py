@@ -9,6 +9,7 @@ fails its file only; the other files of a farm go on.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import time
@@ -24,8 +25,8 @@ from vsr.outputs import encode_settings, output_size
 from vsr.progress import Progress
 from vsr.runtime.local import POLL_S
 from vsr.runtime.ray_pool import _reason
-from vsr.segments import (SegmentEncoder, SegmentResult, SegmentTask, WorkDir, file_sha256, fingerprint,
-                          join_segments, plan_segments, work_dir_for)
+from vsr.segments import (SegmentEncoder, SegmentResult, SegmentTask, WorkDir, fingerprint, join_segments,
+                          plan_segments, work_dir_for)
 from vsr.video.reader import VideoReader
 from vsr.video.streams import provenance
 from vsr.video.writer import container_for
@@ -135,11 +136,10 @@ def _store(job: SegmentJob, result: SegmentResult) -> None:
     to the shared work directory is checked; then its record makes it count as done."""
     path = job.work.segment_path(result.index)
     if result.data is not None:
+        if hashlib.sha256(result.data).hexdigest() != result.sha256:
+            raise ProcessingError(f"{job.src}: segment {result.index} arrived damaged (checksum mismatch)")
         tmp = path.with_name(path.name + ".partial")
         tmp.write_bytes(result.data)
-        if file_sha256(tmp) != result.sha256:
-            tmp.unlink(missing_ok=True)
-            raise ProcessingError(f"{job.src}: segment {result.index} arrived damaged (checksum mismatch)")
         os.replace(tmp, path)
         result.data = None
     elif not path.is_file() or path.stat().st_size != result.nbytes:

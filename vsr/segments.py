@@ -170,11 +170,11 @@ class SegmentEncoder:
         try:
             self.writer.close()
             os.replace(self.partial, self.final)
-            result = SegmentResult(self.task.segment.index, self.frames, self.final.stat().st_size,
-                                   file_sha256(self.final), time.monotonic() - self.t0)
-            if self.task.dest is None:
-                result.data = self.final.read_bytes()
-            return result
+            index, seconds = self.task.segment.index, time.monotonic() - self.t0
+            if self.task.dest is None:  # read once: the bytes go back through the object store
+                data = self.final.read_bytes()
+                return SegmentResult(index, self.frames, len(data), hashlib.sha256(data).hexdigest(), seconds, data)
+            return SegmentResult(index, self.frames, self.final.stat().st_size, file_sha256(self.final), seconds)
         finally:
             self.abort()
 
