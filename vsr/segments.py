@@ -27,6 +27,7 @@ from typing import Any, Callable
 
 import av
 
+from vsr import __version__
 from vsr.errors import InputError, ProcessingError, UsageError
 from vsr.video.encoders import EncodeSettings
 from vsr.video.probe import open_input
@@ -206,8 +207,6 @@ def work_dir_for(dst: Path, shared: str | Path | None) -> Path:
 def fingerprint(src: Path, config: dict, model: str, weights_hash: str | None, segments: list[Segment]) -> dict:
     """What a resumed run must share with the run that made the folder for its segments to be reused."""
     st = src.stat()
-    from vsr import __version__
-
     return {
         "vsr": __version__,
         "input": str(src.resolve()),
@@ -232,6 +231,7 @@ class WorkDir:
     def __init__(self, path: Path, plan: dict, ext: str, resume: bool, overwrite: bool) -> None:
         self.path, self.ext = path, ext
         plan_file = path / PLAN_FILE
+        plan = json.loads(json.dumps(plan, default=str))  # as it reads back from plan.json
         if path.exists():
             old = None
             try:
@@ -241,8 +241,8 @@ class WorkDir:
             if not resume and not overwrite:
                 raise UsageError(f"{path}: holds the segments of an unfinished run; pass --resume to continue it "
                                  f"or --overwrite to start over")
-            if resume and old is not None and old != json.loads(json.dumps(plan, default=str)):
-                changed = sorted(k for k in plan if old.get(k) != json.loads(json.dumps(plan[k], default=str)))
+            if resume and old is not None and old != plan:
+                changed = sorted(k for k in plan if old.get(k) != plan[k])
                 if not overwrite:
                     raise UsageError(f"{path}: was made for a different input or settings ({', '.join(changed)} "
                                      f"changed); pass --overwrite to start over")
