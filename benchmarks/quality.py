@@ -1,4 +1,4 @@
-"""Quality of the ×4 models on held-out photos degraded by vsr.degrade, and on a real low-res clip.
+"""Quality of the ×4 models on held-out photos degraded by vsr.train.degrade, and on a real low-res clip.
 
     python benchmarks/quality.py [--data data/compact/holdout] [--weights FILE] [--models a,b,c]
 
@@ -28,7 +28,7 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from vsr import degrade as D  # noqa: E402
+from vsr.train import degrade as D  # noqa: E402
 from vsr.models import load_model  # noqa: E402
 
 BORDER_PX = 4  # HR pixels ignored at each edge (the scale, as usual for ×4 SR metrics)
@@ -130,7 +130,7 @@ def main() -> int:
         return 2
     cfg = D.load_config(args.degrade_config)
     rows: dict[str, list[tuple[float, float]]] = {n: [] for n in names}
-    print(f"held-out photos degraded by vsr/degrade.py (seed = index), ×4, border {BORDER_PX} px")
+    print(f"held-out photos degraded by vsr/train/degrade.py (seed = index), ×4, border {BORDER_PX} px")
     print(f"{'image':<34}" + "".join(f"{n + ' PSNR/SSIM':>24}" for n in names))
     started = time.monotonic()
     for seed, path in enumerate(files):

@@ -33,4 +33,4 @@ rm -rf "$RAW_DIR/scikit-image"
 mkdir -p "$RAW_DIR/scikit-image"
 unzip -q -o scikit_image-*.whl 'skimage/data/*' -d "$RAW_DIR/scikit-image"
 cd - >/dev/null
-python -m vsr.train --prepare-data --raw-dir "$RAW_DIR" --data "$DATA_DIR"
+python -m vsr train --prepare-data --raw-dir "$RAW_DIR" --data "$DATA_DIR"

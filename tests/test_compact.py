@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from vsr import degrade as D
+from vsr.train import degrade as D
 from vsr.errors import WeightsError
 from vsr.models import MODELS, compact, load_model
 

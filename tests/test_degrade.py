@@ -1,4 +1,4 @@
-"""vsr.degrade: reproducible per seed, and each degradation does what its config says."""
+"""vsr.train.degrade: reproducible per seed, and each degradation does what its config says."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from vsr import degrade as D
+from vsr.train import degrade as D
 
 HR = 64  # HR test image side, px
 

@@ -13,8 +13,11 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from vsr import degrade as D
-from vsr import train as T
+from vsr.cli import train as train_cli
+from vsr.train import degrade as D
+from vsr.train import data as TD
+from vsr.train import loop as T
+from vsr.train import losses as TL
 from vsr.models import compact, load_model
 
 CROP = 32  # HR crop side of the test runs, px (LR 8×8)
@@ -43,7 +46,7 @@ def images(tmp_path_factory) -> Path:
 
 def parse(*argv: str) -> argparse.Namespace:
     parser = argparse.ArgumentParser()
-    T.add_arguments(parser)
+    train_cli.add_arguments(parser)
     return parser.parse_args(list(argv))
 
 
@@ -53,8 +56,8 @@ def run(*argv: str) -> dict[str, float]:
 
 
 def fixed_batch(folder: Path) -> tuple[torch.Tensor, torch.Tensor]:
-    imgs = T.load_images(folder, CROP)
-    bank = T.PairBank(imgs, 8, CROP, seed=123, degrade_cfg=D.load_config())
+    imgs = TD.load_images(folder, CROP)
+    bank = TD.PairBank(imgs, 8, CROP, seed=123, degrade_cfg=D.load_config())
     bank.fill(0, 1, progress=False)
     return bank.hr.float() / 127.5 - 1, bank.lr.float() / 127.5 - 1
 
@@ -95,12 +98,12 @@ def test_resume_without_checkpoint_is_a_usage_error(images, tmp_path):
 
 
 def test_bank_rebuild_matches_the_refreshed_bank(images):
-    imgs = T.load_images(images, CROP)
-    live = T.PairBank(imgs, 5, CROP, seed=1, degrade_cfg=D.load_config())
+    imgs = TD.load_images(images, CROP)
+    live = TD.PairBank(imgs, 5, CROP, seed=1, degrade_cfg=D.load_config())
     live.fill(0, 2, progress=False)
     for step in range(4):
         live.refresh(step, 2)
-    rebuilt = T.PairBank(imgs, 5, CROP, seed=1, degrade_cfg=D.load_config())
+    rebuilt = TD.PairBank(imgs, 5, CROP, seed=1, degrade_cfg=D.load_config())
     rebuilt.fill(4, 2, progress=False)
     assert torch.equal(live.hr, rebuilt.hr) and torch.equal(live.lr, rebuilt.lr)
 
@@ -135,7 +138,7 @@ def test_teacher_adcsr_tiny(images, tmp_path):
               metadata={"format": W.FORMAT, "model": "adcsr-tiny", "config": json.dumps(adcsr.TINY.to_dict())})
     teacher = load_model("adcsr-tiny", weights)
     lr = torch.rand(2, 3, 10, 12) * 2 - 1  # not a multiple of 16: padded and cropped back
-    assert T.teacher_forward(teacher, lr).shape == (2, 3, 40, 48)
+    assert TL.teacher_forward(teacher, lr).shape == (2, 3, 40, 48)
     result = run("--data", str(images), "--out", str(tmp_path / "t"), "--steps", "2", "--teacher", "adcsr-tiny",
                  "--teacher-weights", str(weights), "--num-feat", "8", "--num-conv", "2", *FAST)
     assert result["steps"] == 2 and np.isfinite(result["last_loss"])
@@ -147,7 +150,7 @@ def test_prepare_data_writes_the_splits(tmp_path):
     Image.fromarray(np.zeros((300, 203, 3), np.uint8)).save(raw / "pkg" / "a.jpg")
     Image.fromarray(np.zeros((50, 70, 3), np.uint8)).save(raw / "pkg" / "b.png")
     cfg = {"train": ["pkg/a.jpg"], "holdout": ["pkg/b.png"], "train_long_sides": [200, 100], "holdout_long_side": 64}
-    assert T.prepare_data(raw, tmp_path / "out", cfg) == (2, 1)
+    assert TD.prepare_data(raw, tmp_path / "out", cfg) == (2, 1)
     sizes = sorted(Image.open(p).size for p in (tmp_path / "out" / "train").iterdir())
     assert sizes == [(68, 100), (132, 200)]  # long side as asked, cropped to multiples of 4
     assert Image.open(tmp_path / "out" / "holdout" / "b_64.png").size == (64, 44)

@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 import yaml
 
-CONFIG_PATH = Path(__file__).with_name("configs") / "degrade.yaml"
+CONFIG_PATH = Path(__file__).parent.parent / "configs" / "degrade.yaml"
 RESIZE_MODES = ("area", "bilinear", "bicubic")
 CLIP_FPS = 25  # frame rate of the short clip the codec degradation encodes (sets bits per frame)
 PIXEL_LEVELS = 255.0  # 8-bit quantisation between stages, as a real pipeline stores frames

@@ -113,7 +113,8 @@ def add_run_options(p: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from vsr import bench, train, weights
+    from vsr import bench, weights
+    from vsr.cli import train
 
     parser = argparse.ArgumentParser(prog="vsr", description="Streaming video super-resolution (AdcSR).")
     parser.add_argument("--version", action="version", version=f"vsr {__version__}")
@@ -280,7 +281,7 @@ def main(argv: list[str] | None = None) -> int:
 
             return bench.main(args)
         if args.command == "train":
-            from vsr import train
+            from vsr.cli import train
 
             return train.main(args)
         raise UsageError(f"unknown command {args.command!r}")
