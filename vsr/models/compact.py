@@ -25,6 +25,9 @@ from vsr.errors import WeightsError
 SHIPPED_WEIGHTS = Path(__file__).with_name("weights") / "compact.safetensors"
 PRELU_INIT = 0.25  # initial negative slope of every PReLU (PyTorch's default)
 CONFIG_METADATA_KEY = "vsr_compact_config"  # safetensors metadata key holding CompactConfig as JSON
+SETS_METADATA_KEY = "vsr_compact_sets"  # metadata of a --denoise pair: its key prefixes, "grain,denoise"
+SET_GRAIN, SET_DENOISE = "grain", "denoise"  # --denoise 0 keeps grain and noise; 1 removes the most
+DEFAULT_DENOISE = 0.5  # --denoise of a pair file when none is given (Real-ESRGAN's general model: 0.5)
 
 
 @dataclass(frozen=True)
@@ -115,16 +118,53 @@ def config_from_metadata(metadata: dict[str, str] | None) -> CompactConfig:
 
 def save(model: Compact, path: Path, extra_metadata: dict[str, str] | None = None) -> None:
     """Write the weights as safetensors (fp32) with the config in the metadata."""
+    _write(path, {"": model}, model.config, extra_metadata)
+
+
+def save_pair(grain: Compact, denoise: Compact, path: Path, extra_metadata: dict[str, str] | None = None) -> None:
+    """Write the two weight sets of ``--denoise`` into one file: ``grain`` (S = 0: trained to keep grain
+    and noise, on clean and mildly degraded pairs) and ``denoise`` (S = 1: trained on heavily degraded
+    pairs). Both must share one architecture and, for their interpolation to mean anything, one
+    parent (fine-tuned from the same weights), as Real-ESRGAN's general model and its -wdn twin."""
+    if grain.config != denoise.config:
+        raise ValueError(f"the two sets differ in architecture: {grain.config} vs {denoise.config}")
+    _write(path, {SET_GRAIN: grain, SET_DENOISE: denoise}, grain.config,
+           {**(extra_metadata or {}), SETS_METADATA_KEY: f"{SET_GRAIN},{SET_DENOISE}"})
+
+
+def _write(path: Path, models: dict[str, Compact], config: CompactConfig, metadata: dict[str, str] | None) -> None:
     from safetensors.torch import save_file
 
-    metadata = {**(extra_metadata or {}), **config_to_metadata(model.config)}
-    tensors = {k: v.detach().float().contiguous().cpu() for k, v in model.state_dict().items()}
+    tensors = {(f"{prefix}." if prefix else "") + k: v.detach().float().contiguous().cpu()
+               for prefix, m in models.items() for k, v in m.state_dict().items()}
     path.parent.mkdir(parents=True, exist_ok=True)
-    save_file(tensors, str(path), metadata=metadata)
+    save_file(tensors, str(path), metadata={**(metadata or {}), **config_to_metadata(config)})
 
 
-def load(weights: Path | None, device: torch.device, dtype: torch.dtype) -> Compact:
-    """Build the model from a safetensors file (default: the shipped one) on ``device`` in ``dtype``."""
+def split_sets(state: dict[str, torch.Tensor], metadata: dict[str, str] | None) -> dict[str, dict[str, torch.Tensor]]:
+    """``{"": state}`` for a file of one weight set, ``{"grain": ..., "denoise": ...}`` for a pair."""
+    if not metadata or SETS_METADATA_KEY not in metadata:
+        return {"": state}
+    sets = {}
+    for prefix in metadata[SETS_METADATA_KEY].split(","):
+        sets[prefix] = {k[len(prefix) + 1:]: v for k, v in state.items() if k.startswith(prefix + ".")}
+    if set(sets) != {SET_GRAIN, SET_DENOISE}:
+        raise WeightsError(f"a compact file holds the sets {SET_GRAIN} and {SET_DENOISE}, not {sorted(sets)}")
+    return sets
+
+
+def blend_sets(sets: dict[str, dict[str, torch.Tensor]], denoise: float) -> dict[str, torch.Tensor]:
+    """Parameters at denoise strength ``denoise`` in [0, 1]: (1 - S)·grain + S·denoise, key by key."""
+    grain, clean = sets[SET_GRAIN], sets[SET_DENOISE]
+    if set(grain) != set(clean):
+        raise WeightsError("the grain and denoise weight sets have different keys")
+    return {k: torch.lerp(grain[k].float(), clean[k].float(), float(denoise)) for k in grain}
+
+
+def load(weights: Path | None, device: torch.device, dtype: torch.dtype, denoise: float | None = None) -> Compact:
+    """Build the model from a safetensors file (default: the shipped one) on ``device`` in ``dtype``.
+    A file with a grain/denoise pair is blended at ``denoise`` (None: DEFAULT_DENOISE); a file of
+    one set takes no ``denoise``."""
     from safetensors import SafetensorError, safe_open
 
     path = Path(weights) if weights is not None else SHIPPED_WEIGHTS
@@ -132,10 +172,18 @@ def load(weights: Path | None, device: torch.device, dtype: torch.dtype) -> Comp
         raise WeightsError(f"compact weights not found: {path}")
     try:
         with safe_open(str(path), framework="pt") as f:
-            config = config_from_metadata(f.metadata())
+            metadata = f.metadata()
+            config = config_from_metadata(metadata)
             state = {k: f.get_tensor(k) for k in f.keys()}
     except (SafetensorError, OSError, ValueError, json.JSONDecodeError) as e:
         raise WeightsError(f"cannot read compact weights {path}: {e}") from e
+    sets = split_sets(state, metadata)
+    if "" in sets:
+        if denoise is not None:
+            raise WeightsError(f"{path}: holds one weight set, so --denoise does not apply to it")
+        state = sets[""]
+    else:
+        state = blend_sets(sets, DEFAULT_DENOISE if denoise is None else denoise)
     model = Compact(config)
     try:
         model.load_state_dict(state, strict=True)
