@@ -24,8 +24,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from vsr.bench_media import make_clip  # noqa: E402
-from vsr.engine import Upscaler  # noqa: E402
+from vsr.bench.media import make_clip  # noqa: E402
+from vsr.upscale.engine import Upscaler  # noqa: E402
 from vsr.models import compact, load_model  # noqa: E402
 
 SIZE = (176, 144)  # QCIF input (w, h); output 704×576

@@ -30,9 +30,9 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from vsr import engine  # noqa: E402
-from vsr.bench import load  # noqa: E402
-from vsr.bench_media import make_clip  # noqa: E402
+from vsr.upscale import convert, engine  # noqa: E402
+from vsr.bench.run import load  # noqa: E402
+from vsr.bench.media import make_clip  # noqa: E402
 
 
 def temporal_change(frames: Sequence[np.ndarray]) -> float:
@@ -50,9 +50,9 @@ def bicubic_reference(frames: Sequence[np.ndarray], out_size: tuple[int, int]) -
     """Plain bicubic upscale of each frame to ``out_size`` (w, h), rounded to the input dtype."""
     out = []
     for f in frames:
-        t = engine.to_tensor(f, torch.device("cpu"))
+        t = convert.to_tensor(f, torch.device("cpu"))
         y = F.interpolate(t, size=(out_size[1], out_size[0]), mode="bicubic", align_corners=False)
-        out.append(engine.to_array(y, f.dtype))
+        out.append(convert.to_array(y, f.dtype))
     return out
 
 
@@ -70,7 +70,7 @@ def flicker(frames: Sequence[np.ndarray], model: torch.nn.Module, device: str = 
 
 
 def main() -> None:
-    from vsr.pipeline import read_rgb
+    from vsr.media.decode import read_rgb
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--models", default="bicubic,lanczos,compact,adcsr-tiny")
@@ -90,8 +90,8 @@ def main() -> None:
             clip = Path(tmp) / "clip.mp4"
             make_clip(clip, tuple(map(int, a.size.split("x"))), a.frames)
         frames = read_rgb(clip)[: a.frames]
-    device = engine.resolve_device(a.device)
-    dtype = engine.resolve_precision(a.precision, device)
+    device = device_mod.resolve_device(a.device)
+    dtype = device_mod.resolve_precision(a.precision, device)
     print(f"clip {frames[0].shape[1]}x{frames[0].shape[0]}, {len(frames)} frames"
           f" ({a.input or 'generated'}); device {device}; colour fix {a.color_fix}; change in 8-bit levels per pixel")
     print(f"{'model':<12} {'out change':>11} {'bicubic change':>15} {'ratio':>7}  note")

@@ -31,7 +31,9 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from vsr import cuda_runner, engine, tiling  # noqa: E402
+from vsr.upscale import cuda as cuda_runner
+from vsr.upscale import engine
+from vsr.upscale import tiling  # noqa: E402
 from vsr.models import adcsr  # noqa: E402
 
 TILE = 128  # LR px: the unit of issue 4's targets

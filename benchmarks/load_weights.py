@@ -68,15 +68,17 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
 
-    from vsr import weights as W
-    from vsr.models import adcsr, adcsr_keys
+    from vsr.models import adcsr
+    from vsr.models.adcsr import keys as adcsr_keys
+    from vsr.weights import formats as WF
+    from vsr.weights import store as W
 
     with tempfile.TemporaryDirectory(prefix="vsr-load-bench-") as tmp:
         tmp = Path(tmp)
         t = time.perf_counter()
         sd = synthetic_state(torch.float16)
         st = tmp / "adcsr.safetensors"
-        W.write_safetensors(sd, st, {"format": W.FORMAT, "model": "adcsr", "dtype": "fp16",
+        WF.write_safetensors(sd, st, {"format": WF.FORMAT, "model": "adcsr", "dtype": "fp16",
                                      "config": json.dumps(adcsr.FULL.to_dict())})
         cases = [("fp16 safetensors", st, "float16"), ("fp16 safetensors", st, "float32")]
         if args.official:

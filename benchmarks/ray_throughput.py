@@ -24,8 +24,11 @@ import torch  # noqa: E402
 from media import make_video  # noqa: E402
 
 from vsr.config import RunConfig  # noqa: E402
-from vsr.pipeline import open_session, upscale_file  # noqa: E402
-from vsr.runtime import ray_pool  # noqa: E402
+from vsr.jobs.session import open_session
+from vsr.jobs.file import upscale_file  # noqa: E402
+import ray  # noqa: E402
+
+from vsr.executors import ray_pool  # noqa: E402
 
 WARMUP_FRAMES = 8  # frames of the warm-up file each session runs first (model load, first-call costs)
 ROWS = (("local", None, 1), ("local", None, 2), ("ray", 1, None), ("ray", 2, None))  # executor, actors, threads
@@ -37,7 +40,7 @@ def run_row(model: str, executor: str, workers: int | None, threads: int | None,
     if threads:
         torch.set_num_threads(threads)  # local: the model runs in this process
     else:  # Ray actors get the cluster's CPUs divided among them, as vsr gives them
-        threads = max(1, int(ray_pool._ray().cluster_resources().get("CPU", 1) // workers))
+        threads = max(1, int(ray.cluster_resources().get("CPU", 1) // workers))
     config = RunConfig(model=model, executor=executor, workers=workers, codec="ffv1", pix_fmt="yuv444p",
                        progress="none", overwrite=True, quiet=True)
     t0 = time.perf_counter()
@@ -82,7 +85,7 @@ def main() -> None:
                 for executor, workers, threads in ROWS:
                     rows.append(run_row(model, executor, workers, threads, clip, warm, tmp))
         finally:
-            ray_pool._ray().shutdown()
+            ray.shutdown()
     print(f"{a.frames} frames {w}x{h} → ×4, ffv1 in and out")
     cols = [("model", "model", "s"), ("executor", "executor", "s"), ("actors", "actors", "s"),
             ("torch threads", "threads", "d"), ("start s", "startup_s", ".1f"), ("frames/s", "fps", ".1f"),

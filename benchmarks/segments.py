@@ -28,7 +28,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 from media import make_video  # noqa: E402
 
 from vsr.config import RunConfig  # noqa: E402
-from vsr.pipeline import open_session, upscale_file  # noqa: E402
+from vsr.jobs.session import open_session
+from vsr.jobs.file import upscale_file  # noqa: E402
 
 RATE = 25  # frames/s of the clip
 WARMUP_FRAMES = 2 * RATE  # frames of the warm-up file (two segments of 1 s)

@@ -2,7 +2,7 @@
 
 For each model, tile size and batch size it times the model alone on random tiles (ms per forward,
 per tile, per 128x128 tile-equivalent) and works out what a frame of ``--frame`` costs with that
-tile: tiles per frame from the real tile plan (vsr.tiling), the overlap overhead (tile pixels
+tile: tiles per frame from the real tile plan (vsr.upscale.tiling), the overlap overhead (tile pixels
 computed / frame pixels) and the model time per frame. With ``--e2e`` it also runs the whole
 Upscaler on one frame, so the engine's own cost (pad, cut, blend, resize, quantise) shows as the
 gap between "engine s/frame" and "model s/frame". Random weights: speed only, never quality.
@@ -25,8 +25,10 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from vsr import engine, tiling  # noqa: E402
-from vsr.bench import sync  # noqa: E402
+from vsr.upscale import device as device_mod
+from vsr.upscale import engine
+from vsr.upscale import tiling  # noqa: E402
+from vsr.bench.measure import sync  # noqa: E402
 from vsr.models import MODELS  # noqa: E402
 
 REFERENCE_TILE = 128  # LR px: costs are also given per 128x128 tile-equivalent (issue 4's unit)
@@ -63,8 +65,8 @@ def main() -> None:
     a = ap.parse_args()
     if a.threads:
         torch.set_num_threads(a.threads)  # on a shared, loaded CPU one thread times far more steadily
-    device = engine.resolve_device(a.device)
-    dtype = engine.resolve_precision(a.precision, device)
+    device = device_mod.resolve_device(a.device)
+    dtype = device_mod.resolve_precision(a.precision, device)
     fw, fh = map(int, a.frame.split("x"))
     torch.manual_seed(0)
     rows = []

@@ -8,7 +8,7 @@ Run it on any machine of the cluster, or submit it as a Ray job (the job's drive
 
 All of `vsr run`'s options apply (model, encoding, --config presets). Rerunning the same command
 resumes: finished outputs are skipped and unfinished files reuse their finished segments. This file
-is the job's entry point only; the scheduling lives in vsr.farm (`vsr farm` is the same command).
+is the job's entry point only; the work lives in vsr.jobs.farm (`vsr farm` is the same command).
 """
 
 from __future__ import annotations
@@ -16,10 +16,10 @@ from __future__ import annotations
 import os
 import sys
 
+from vsr.cli import main as vsr_main
+
 
 def main(argv: list[str]) -> int:
-    from vsr.cli import main as vsr_main
-
     args = ["farm", *argv]
     if os.environ.get("RAY_ADDRESS") and "--ray-address" not in argv:
         args += ["--ray-address", os.environ["RAY_ADDRESS"]]  # set by `ray job submit` for its driver

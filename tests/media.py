@@ -89,7 +89,7 @@ def make_video(
 
 def make_image(path: Path, size: tuple[int, int] = (37, 29), depth: int = 8) -> np.ndarray:
     """Write a PNG/JPEG/TIFF with PyAV's image encoders; returns the RGB pixels written."""
-    from vsr.video.writer import write_image
+    from vsr.media.images import write_image
 
     img = pattern(3, *size, depth=depth)
     if depth > 8:

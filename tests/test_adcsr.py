@@ -1,6 +1,6 @@
 """AdcSR: the official key layout, parity with the authors' structure built from diffusers, errors, numerics.
 
-The parity reference follows DESIGN.md's recipe for the authors' network: diffusers' SD-style
+The parity reference follows docs/adcsr.md's description for the authors' network: diffusers' SD-style
 UNet2DConditionModel at reduced width, time embedding and cross-attention removed, conv_in 16→64 and
 conv_out 64→86, then every conv/linear/norm width × 0.75 (heads kept), plus diffusers' Decoder for the
 mid block and the up path. Only diffusers' modules compute; the test wires their blocks together.
@@ -22,9 +22,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from test_weights import REPO, random_tiny, save_lightning_ckpt, save_official
-from vsr import colorfix, engine
+from vsr.upscale import colorfix
+from vsr.upscale import convert
 from vsr.errors import WeightsError
-from vsr.models import MODELS, adcsr, adcsr_keys, load_model
+from vsr.models import MODELS, adcsr, load_model
+from vsr.models.adcsr import keys as adcsr_keys
 
 # Key names and shapes of the released checkpoints (shared/adcsr_official_keys.json, copied here so a
 # clean clone runs this test too).
@@ -64,7 +66,7 @@ def prune(module: nn.Module, keep: float = 0.75) -> None:
                 new.bias.data = m.bias.data[:o].clone()
         elif isinstance(m, nn.GroupNorm):
             c = int(m.num_channels * keep)
-            new = nn.GroupNorm(adcsr.unet_groups(c), c, eps=m.eps)
+            new = nn.GroupNorm(adcsr.model.unet_groups(c), c, eps=m.eps)
         elif isinstance(m, nn.LayerNorm):
             new = nn.LayerNorm(int(m.normalized_shape[0] * keep), eps=m.eps)
         else:
@@ -177,7 +179,7 @@ def test_parity_with_the_authors_structure(official):
 
 def test_softmax_scale_is_one_over_sqrt_head_dim():
     torch.manual_seed(0)
-    attn = adcsr.SelfAttention(240, 5)  # full-width level 0: head dim 48
+    attn = adcsr.model.SelfAttention(240, 5)  # full-width level 0: head dim 48
     x = torch.randn(1, 7, 240)
     q, k, v = (t(x).view(1, 7, 5, 48).transpose(1, 2) for t in (attn.to_q, attn.to_k, attn.to_v))
     want = torch.softmax(q @ k.transpose(-1, -2) / math.sqrt(48), -1) @ v
@@ -257,7 +259,7 @@ def test_half_precision_stays_finite_on_flat_black(dtype):
 def test_norms_compute_in_fp32(dtype):
     torch.manual_seed(0)
     x = (250.0 + 2.0 * torch.randn(2, 48, 8, 8)).to(dtype)  # large and nearly flat: x² overflows fp16
-    for norm in (adcsr.GroupNorm32(24, 48, eps=1e-6), adcsr.LayerNorm32(8, eps=1e-5)):
+    for norm in (adcsr.model.GroupNorm32(24, 48, eps=1e-6), adcsr.model.LayerNorm32(8, eps=1e-5)):
         ref = norm(x.float())
         got = norm.to(dtype)(x)
         assert got.dtype == dtype and torch.isfinite(got).all()
@@ -267,7 +269,7 @@ def test_norms_compute_in_fp32(dtype):
 # --- vsr run with AdcSR weights --------------------------------------------------------------------
 
 def test_vsr_run_with_official_weights_equals_library_plus_adain(tmp_path):
-    from vsr.video.writer import write_image
+    from vsr.media.images import write_image
 
     model = random_tiny().eval()
     folder = save_official(tmp_path / "w", model.state_dict(), adcsr.TINY)
@@ -282,15 +284,15 @@ def test_vsr_run_with_official_weights_equals_library_plus_adain(tmp_path):
 
     with av.open(str(tmp_path / "out.png")) as c:
         got = next(c.decode(video=0)).to_ndarray(format="rgb24")
-    lr = engine.to_tensor(img, torch.device("cpu"))
+    lr = convert.to_tensor(img, torch.device("cpu"))
     with torch.no_grad():
-        want = engine.to_array(colorfix.apply_color_fix("adain", model(lr), lr), np.uint8)
+        want = convert.to_array(colorfix.apply_color_fix("adain", model(lr), lr), np.uint8)
     assert got.shape == want.shape == (128, 192, 3)
     assert np.abs(got.astype(int) - want.astype(int)).max() <= 1
 
 
 def test_vsr_run_adcsr_without_weights_exits_3(tmp_path):
-    from vsr.video.writer import write_image
+    from vsr.media.images import write_image
 
     write_image(tmp_path / "in.png", np.zeros((16, 16, 3), np.uint8), ".png")
     out = subprocess.run([sys.executable, "-m", "vsr", "run", str(tmp_path / "in.png"), "-o", str(tmp_path / "o.png"),

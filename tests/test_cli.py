@@ -16,8 +16,10 @@ from torch import nn
 from media import make_video
 from vsr.cli import main
 from vsr.config import RunConfig
-from vsr.models import MODELS, ModelEntry, classic
-from vsr.pipeline import open_session, upscale_file
+from fakes import fake_spec
+from vsr.models import MODELS, classic
+from vsr.jobs.session import open_session
+from vsr.jobs.file import upscale_file
 
 
 @pytest.fixture(scope="module")
@@ -44,7 +46,7 @@ def test_errors_exit_2_with_one_line_naming_the_file(clip: Path, tmp_path: Path,
         ([str(clip), "--model", "nosuchmodel"], "nosuchmodel", "choose one of"),
         ([str(clip), "-o", str(clip)], "clip.mp4", "may not be the input"),
         ([str(clip), "-o", str(exists)], "exists.mp4", "--overwrite"),
-        ([str(clip), "--scale", "5"], "--scale 5", "1, 2, 3, 4"),
+        ([str(clip), "--scale", "5"], "--scale 5", "a ×4 model; use 4 or less"),
         ([str(clip), "-o", str(tmp_path / "x.xyz")], "x.xyz", "unknown video container"),
     ]
     for args, name, why in cases:
@@ -88,7 +90,7 @@ class Slow(classic.Bicubic):
 @pytest.fixture
 def extra_models(monkeypatch):
     for name, cls in [("exploding", Exploding), ("slow", Slow)]:
-        monkeypatch.setitem(MODELS, name, ModelEntry(cls, lambda w, d, t, cls=cls: cls().to(d, t), name))
+        monkeypatch.setitem(MODELS, name, fake_spec(name, cls))
 
 
 def test_failure_mid_run_leaves_nothing(extra_models, clip: Path, tmp_path: Path, capsys) -> None:
@@ -121,8 +123,8 @@ def test_config_precedence(tmp_path: Path, monkeypatch, capsys) -> None:
     monkeypatch.setenv("VSR_BATCH", "6")
     assert main(["run", "in.mp4", "--config", str(cfg), "--batch", "7", "--print-config"]) == 0
     got = yaml.safe_load(capsys.readouterr().out)
-    # default (scale 4) < user (crf) < --config (preset) < VSR_* (tile) < flags (batch)
-    assert (got["scale"], got["crf"], got["preset"], got["tile"], got["batch"]) == (4, 20, "fast", 128, 7)
+    # default (color_fix adain) < user (crf) < --config (preset) < VSR_* (tile) < flags (batch)
+    assert (got["color_fix"], got["crf"], got["preset"], got["tile"], got["batch"]) == ("adain", 20, "fast", 128, 7)
     for preset in ("archive", "prores", "web", "hevc", "av1"):  # shipped presets load by name
         assert main(["run", "in.mp4", "--config", preset, "--print-config"]) == 0
         assert yaml.safe_load(capsys.readouterr().out)["codec"] in ("ffv1", "prores_ks", "libx264", "libx265", "libsvtav1")

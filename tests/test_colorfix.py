@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from vsr.colorfix import COLOR_FIXES, DEFAULT_COLOR_FIX, adain, apply_color_fix, wavelet
+from vsr.upscale.colorfix import COLOR_FIXES, DEFAULT_COLOR_FIX, adain, apply_color_fix, wavelet
 from vsr.errors import UsageError
 
 

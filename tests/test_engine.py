@@ -13,10 +13,12 @@ import pytest
 import torch
 from torch import nn
 
-from vsr import engine, tiling
-from vsr.engine import Upscaler, resolve_device, resolve_precision
+from vsr.upscale import convert, engine
+from vsr.upscale import tiling
+from vsr.upscale.engine import Upscaler
+from vsr.upscale.device import resolve_device, resolve_precision
 from vsr.errors import ProcessingError, UsageError
-from vsr.models import load_model
+from vsr.models import ModelDescriptor, load_model
 
 HAS_CUDA = torch.cuda.is_available()
 cuda = pytest.mark.cuda
@@ -31,6 +33,7 @@ class TinyConv(nn.Module):
     def __init__(self, multiple: int = 1, seed: int = 0) -> None:
         super().__init__()
         self.multiple = multiple
+        self.descriptor = ModelDescriptor("tinyconv", self.scale, multiple)
         g = torch.Generator().manual_seed(seed)
         self.c1, self.c2 = nn.Conv2d(3, 8, 3, padding=1), nn.Conv2d(8, 48, 3, padding=1)
         for p in self.parameters():
@@ -81,7 +84,7 @@ def frames(n: int, h: int, w: int, seed: int = 0, dtype=np.uint8) -> list[np.nda
 @pytest.fixture
 def float_out(monkeypatch: pytest.MonkeyPatch) -> None:
     """Make the engine return float frames (H, W, 3) in [-1, 1] instead of quantised ones."""
-    monkeypatch.setattr(engine, "_quantise", lambda chw, dtype: chw.float().permute(1, 2, 0).contiguous())
+    monkeypatch.setattr(engine, "quantise", lambda chw, dtype, value_range: chw.float().permute(1, 2, 0).contiguous())
 
 
 def run(model: nn.Module, fr: list[np.ndarray], out: tuple[int, int] | None = None, **kw) -> tuple[list, Upscaler]:
@@ -127,7 +130,7 @@ def test_padding_is_reflect_and_cropped(float_out) -> None:
     model = TinyConv(multiple=16)
     (out,), _ = run(model, fr, tile=0)
     assert model.shapes == [(1, 3, 48, 32)]
-    x = engine.to_tensor(fr[0], torch.device("cpu"))
+    x = convert.to_tensor(fr[0], torch.device("cpu"))
     x = nn.functional.pad(x, (0, 11, 0, 11), mode="reflect")
     ref = TinyConv(multiple=16)(x)[0, :, : 37 * 4, : 21 * 4].permute(1, 2, 0).detach().numpy()
     np.testing.assert_allclose(out, ref, atol=1e-6)
@@ -262,11 +265,11 @@ def test_colour_fix_runs_once_on_the_whole_stitched_frame(monkeypatch: pytest.Mo
 
 
 def test_real_colour_fixes_apply_to_the_whole_frame(float_out) -> None:
-    colorfix = pytest.importorskip("vsr.colorfix")
+    from vsr.upscale import colorfix
     fr = frames(1, 40, 48)
     (raw,), _ = run(TinyConv(), fr, tile=0)
     sr = torch.from_numpy(raw).permute(2, 0, 1)[None]
-    lr = engine.to_tensor(fr[0], torch.device("cpu"))
+    lr = convert.to_tensor(fr[0], torch.device("cpu"))
     for name in colorfix.COLOR_FIXES:
         (out,), _ = run(TinyConv(), fr, tile=32, tile_overlap=16, color_fix=name)
         ref = colorfix.apply_color_fix(name, sr, lr)[0].permute(1, 2, 0).numpy()
@@ -278,7 +281,7 @@ def test_resize_to_the_requested_size(float_out, out_size: tuple[int, int]) -> N
     fr = frames(1, 40, 48)
     (native,), _ = run(TinyConv(), fr, tile=32, tile_overlap=16)
     (out,), _ = run(TinyConv(), fr, out_size, tile=32, tile_overlap=16)
-    ref = engine.resize(torch.from_numpy(native).permute(2, 0, 1)[None], out_size[1], out_size[0])
+    ref = convert.resize(torch.from_numpy(native).permute(2, 0, 1)[None], out_size[1], out_size[0])
     assert out.shape == (out_size[1], out_size[0], 3)
     np.testing.assert_allclose(out, ref[0].permute(1, 2, 0).numpy(), atol=1e-5)
 

@@ -20,7 +20,7 @@ import pytest
 
 from media import OPEN_GOP, make_video, video_frames
 from vsr.errors import UsageError
-from vsr.farm import read_manifest
+from vsr.jobs.farm import read_manifest
 
 ROOT = Path(__file__).resolve().parents[1]
 FARM = ROOT / "pipelines" / "farm.py"

@@ -16,10 +16,10 @@ imageio_ffmpeg = pytest.importorskip("imageio_ffmpeg")
 
 from media import VFR_PTS, make_video, packets, stream_span, video_frames  # noqa: E402
 from vsr.cli import main  # noqa: E402
-from vsr.pipeline import read_rgb  # noqa: E402
-from vsr.video import ffmpeg_binary, ffmpeg_writer  # noqa: E402
-from vsr.video.encoders import EncodeSettings  # noqa: E402
-from vsr.video.reader import VideoReader  # noqa: E402
+from vsr.media.decode import read_rgb  # noqa: E402
+from vsr.media.ffmpeg import binary as ffmpeg_binary, writer as ffmpeg_writer  # noqa: E402
+from vsr.media.codecs import EncodeSettings  # noqa: E402
+from vsr.media.decode import VideoReader  # noqa: E402
 
 FFMPEG = imageio_ffmpeg.get_ffmpeg_exe()
 

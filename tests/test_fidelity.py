@@ -264,7 +264,7 @@ def test_deinterlace(tmp_path: Path, capsys) -> None:
         assert run(str(src), "-o", str(out), "--model", "bicubic", "--scale", "1", "--codec", "ffv1",
                    "--deinterlace", mode) == 0
         outs[mode] = out
-    from vsr.pipeline import read_rgb
+    from vsr.media.decode import read_rgb
 
     off, auto, double = (read_rgb(outs[m]) for m in ("off", "auto", "double"))
     assert len(off) == len(auto) == 10 and len(double) == 20
@@ -275,7 +275,7 @@ def test_deinterlace(tmp_path: Path, capsys) -> None:
 
 def test_image_sequences_in_and_out(tmp_path: Path) -> None:
     from media import make_image, video_frames
-    from vsr.pipeline import read_rgb
+    from vsr.media.decode import read_rgb
 
     frames = tmp_path / "scan"
     frames.mkdir()
@@ -300,7 +300,7 @@ def test_image_sequences_in_and_out(tmp_path: Path) -> None:
 
 def test_decord_decoder_is_frame_exact(tmp_path: Path) -> None:
     pytest.importorskip("decord", reason="decord ships x86-64 wheels only")  # installed by the test extra there
-    from vsr.video.reader import VideoReader
+    from vsr.media.decode import VideoReader
 
     src = tmp_path / "vfr.mp4"
     make_video(src, pts=[100, 140, 190, 200, 260, 300, 333, 400], size=(64, 32), audio_start=None)
@@ -316,7 +316,7 @@ def test_decord_decoder_is_frame_exact(tmp_path: Path) -> None:
 
 
 def test_hdr10_metadata_carried(tmp_path: Path) -> None:
-    from vsr.video.color import Hdr10
+    from vsr.media.color import Hdr10
 
     src = tmp_path / "hdr.mkv"
     master = "G(13250,34500)B(7500,3000)R(34000,16000)WP(15635,16450)L(10000000,1)"

@@ -22,8 +22,12 @@ import pytest
 from media import make_image, make_video
 from vsr.cli import main
 from vsr.config import RunConfig
-from vsr.pipeline import choose_executor, open_session, read_rgb, upscale_file
-from vsr.runtime import ray_actor, ray_pool
+from vsr.jobs.session import choose_executor, open_session
+from vsr.media.decode import read_rgb
+from vsr.jobs.file import upscale_file
+from ray_faults import faulty, ray_session
+from vsr.errors import ProcessingError
+from vsr.executors import ray_frames, ray_pool
 
 ray = pytest.importorskip("ray")
 
@@ -140,8 +144,8 @@ def test_private_ray_loopback_no_dashboard_identical(clip: Path, reference, tmp_
     assert all(n > 0 for n in stats["frames_per_actor"].values()) and sum(stats["frames_per_actor"].values()) == FRAMES
     assert stats["retries"] == 0 and stats["frames_written"] == FRAMES
     # Backpressure: at most K batches per actor, a bounded reorder window, bounded frames in memory.
-    assert 1 <= stats["peak_inflight_per_actor"] <= RunConfig().inflight_per_worker
-    assert stats["peak_outstanding"] <= ray_pool.REORDER_SLACK * RunConfig().inflight_per_worker * 2
+    assert 1 <= stats["peak_inflight_per_actor"] <= RunConfig().execution.inflight_per_worker
+    assert stats["peak_outstanding"] <= ray_frames.REORDER_SLACK * RunConfig().execution.inflight_per_worker * 2
     assert stats["peak_frames_alive"] <= stats["frame_bound"]
     # Data movement: one uint8 RGB frame each way, plus nothing per frame (arrays, not lists).
     assert stats["bytes_in_per_frame"] == SIZE[0] * SIZE[1] * 3
@@ -182,9 +186,8 @@ def test_cli_two_nodes_identical(cluster, clip: Path, reference, tmp_path: Path,
 def test_crashing_actor_restarted_nothing_lost(cluster, clip: Path, reference, tmp_path: Path, monkeypatch) -> None:
     """One actor whose process dies at its fifth batch, every time: Ray restarts it (model reloaded)
     and the lost batches wait for it, as there is no other actor."""
-    monkeypatch.setenv(ray_actor.TEST_FAIL_ENV, f"0:{CRASH_AFTER}:exit")
     out = tmp_path / "crash.mkv"
-    session = open_session(RunConfig(executor="ray", workers=1, **BASE))
+    session = ray_session(faulty(0, CRASH_AFTER, "exit"), workers=1, **BASE)
     try:
         summary = upscale_file(session, clip, out)
     finally:
@@ -194,9 +197,8 @@ def test_crashing_actor_restarted_nothing_lost(cluster, clip: Path, reference, t
 
 
 def test_killed_actor_nothing_lost(cluster, clip: Path, reference, tmp_path: Path, monkeypatch) -> None:
-    monkeypatch.setenv(ray_actor.TEST_DELAY_ENV, str(BATCH_DELAY_S))
     out = tmp_path / "kill.mkv"
-    session = open_session(RunConfig(executor="ray", workers=2, **BASE))
+    session = ray_session(faulty(after=10**6, delay_s=BATCH_DELAY_S), workers=2, **BASE)
     assert session.pool is not None
     victim = session.pool.slots[0].handle
     killer = threading.Timer(KILL_AFTER_S, lambda: ray.kill(victim))
@@ -212,14 +214,15 @@ def test_killed_actor_nothing_lost(cluster, clip: Path, reference, tmp_path: Pat
     assert sum(stats["frames_per_actor"].values()) == FRAMES
 
 
-def test_retries_exhausted_fails_cleanly(cluster, clip: Path, tmp_path: Path, monkeypatch, capsys) -> None:
-    monkeypatch.setenv(ray_actor.TEST_FAIL_ENV, "*:0:raise")
-    monkeypatch.setenv("VSR_MAX_RETRIES", "1")
+def test_retries_exhausted_fails_cleanly(cluster, clip: Path, tmp_path: Path) -> None:
     out = tmp_path / "never.mkv"
-    args = ["run", str(clip), "-o", str(out), "--model", "bicubic", "--progress", "none", "--executor", "ray",
-            "--workers", "2", "--ray-address", "auto"]
-    assert main(args) == 1
-    # One error line (vsr may first warn that an actor was retired; Ray may add log lines of its own).
-    err = [line for line in capsys.readouterr().err.strip().splitlines() if line.startswith("vsr: error:")]
-    assert len(err) == 1 and "clip.mkv" in err[0] and "failed 2 times" in err[0] and "test hook" in err[0], err
+    session = ray_session(faulty("*", 0), workers=2, max_retries=1, model="bicubic", progress="none")
+    try:
+        with pytest.raises(ProcessingError) as e:
+            upscale_file(session, clip, out)
+    finally:
+        session.close()
+    msg = str(e.value)  # one line for the CLI to print
+    assert "\n" not in msg and "clip.mkv" in msg and "failed 2 times" in msg and "injected fault" in msg, msg
+    assert e.value.exit_code == 1
     assert not out.exists() and not list(tmp_path.iterdir()), "nothing at the output path"

@@ -21,7 +21,8 @@ from media import make_image, make_video, write_frames
 from vsr.cli import main
 from vsr.config import RunConfig
 from vsr.errors import VsrError
-from vsr.pipeline import open_session, upscale_file
+from vsr.jobs.session import open_session
+from vsr.jobs.file import upscale_file
 
 CHILD_TIMEOUT_S = 120  # no case may hang: each child is killed past this
 

@@ -13,7 +13,7 @@ import pytest
 
 from media import make_image, make_video, packets, stream_span, video_frames
 from vsr.cli import main
-from vsr.pipeline import read_rgb
+from vsr.media.decode import read_rgb
 
 
 
@@ -177,7 +177,7 @@ def test_quiet_prints_nothing(tmp_path: Path, capsys) -> None:
 
 def test_cpu_threads_follow_the_load() -> None:
     """All cores on an idle machine; one fewer when other work holds a core (torch threads spin)."""
-    from vsr.pipeline import busy_cores, default_cpu_threads
+    from vsr.upscale.device import busy_cores, default_cpu_threads
 
     busy = busy_cores(0.05)
     assert busy is not None and 0.0 <= busy <= os.cpu_count()  # this machine has /proc/stat

@@ -22,8 +22,9 @@ import pytest
 
 from media import OPEN_GOP, VFR_PTS, make_video, packets, video_frames, with_subtitles
 from vsr.cli import main
-from vsr.pipeline import read_rgb
-from vsr.segments import WORK_SUFFIX, plan_segments
+from vsr.media.decode import read_rgb
+from vsr.jobs.split.workdir import WORK_SUFFIX
+from vsr.jobs.split.plan import plan_segments
 
 RATE = 25  # frames/s
 FRAMES = 60
@@ -111,7 +112,7 @@ def test_progress_reports_segments(clip: Path, tmp_path: Path, capsys) -> None:
 
 def test_split_run_refuses_sections_and_patterns(clip: Path, tmp_path: Path, capsys) -> None:
     assert run(clip, "-o", tmp_path / "a.mkv", "--segment-seconds", "1", "--start", "0.5") == 2
-    assert "--start" in capsys.readouterr().err
+    assert "cannot be combined with start/duration" in capsys.readouterr().err
     assert run(clip, "-o", tmp_path / "f_%04d.png", "--segment-seconds", "1") == 2
     assert "frame pattern" in capsys.readouterr().err
     assert run(clip, "-o", tmp_path / "b.mkv", "--segment-seconds", "0") == 2

@@ -10,8 +10,10 @@ import pytest
 
 from media import OPEN_GOP, make_video, packets, video_frames, with_subtitles
 from vsr.config import RunConfig
-from vsr.pipeline import open_session, read_rgb, upscale_file
-from vsr.runtime import ray_actor
+from vsr.jobs.session import open_session
+from vsr.media.decode import read_rgb
+from vsr.jobs.file import upscale_file
+from ray_faults import faulty, ray_session
 
 FRAMES = 60
 SEGMENTS = 6  # 0.3 s segments of a 25 fps clip with a keyframe every 10 frames
@@ -34,8 +36,10 @@ def reference(clip: Path, tmp_path_factory) -> list[np.ndarray]:
     return read_rgb(out)
 
 
-def split_run(clip: Path, out: Path, **kw) -> dict:
-    session = open_session(RunConfig(executor="ray", workers=2, **{**BASE, **kw}))
+def split_run(clip: Path, out: Path, actor_class: type | None = None, **kw) -> dict:
+    options = {**BASE, **kw}
+    session = (ray_session(actor_class, workers=2, **options) if actor_class is not None
+               else open_session(RunConfig(executor="ray", workers=2, **options)))
     try:
         summary = upscale_file(session, clip, out)
     finally:
@@ -70,10 +74,9 @@ def test_segments_in_shared_work_dir(cluster, clip: Path, reference, tmp_path: P
     assert not any(shared.iterdir()), "the shared work directory is cleaned up after the join"
 
 
-def test_crashing_actor_segment_redone(cluster, clip: Path, reference, tmp_path: Path, monkeypatch) -> None:
+def test_crashing_actor_segment_redone(cluster, clip: Path, reference, tmp_path: Path) -> None:
     """Actor 0's process dies at its second segment; that segment is made again elsewhere."""
-    monkeypatch.setenv(ray_actor.TEST_FAIL_ENV, "0:1:exit")
     out = tmp_path / "out.mkv"
-    stats = split_run(clip, out)
+    stats = split_run(clip, out, faulty(0, 1, "exit"))
     assert same(out, reference)
     assert stats["retries"] >= 1 and stats["segments"] == SEGMENTS

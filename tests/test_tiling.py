@@ -1,4 +1,4 @@
-"""Tile plans, padding and feathered weights (vsr.tiling), without the engine."""
+"""Tile plans, padding and feathered weights (vsr.upscale.tiling), without the engine."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from vsr import tiling
+from vsr.upscale import tiling
 
 
 @pytest.mark.parametrize("h,w,m", [(16, 16, 16), (17, 31, 16), (37, 53, 8), (5, 3, 16), (1, 2, 4), (64, 64, 16)])

@@ -128,14 +128,14 @@ def test_teacher_adcsr_tiny(images, tmp_path):
     """--teacher with the AdcSR architecture (random tiny weights): padded to its multiple, ×4 out."""
     from safetensors.torch import save_file
 
-    from vsr import weights as W
     from vsr.models import adcsr
+    from vsr.weights import formats as WF
 
     weights = tmp_path / "adcsr-tiny.safetensors"
     torch.manual_seed(0)
     sd = adcsr.build_adcsr_tiny().state_dict()
     save_file({k: v.contiguous() for k, v in sd.items()}, str(weights),
-              metadata={"format": W.FORMAT, "model": "adcsr-tiny", "config": json.dumps(adcsr.TINY.to_dict())})
+              metadata={"format": WF.FORMAT, "model": "adcsr-tiny", "config": json.dumps(adcsr.TINY.to_dict())})
     teacher = load_model("adcsr-tiny", weights)
     lr = torch.rand(2, 3, 10, 12) * 2 - 1  # not a multiple of 16: padded and cropped back
     assert TL.teacher_forward(teacher, lr).shape == (2, 3, 40, 48)

@@ -13,6 +13,7 @@ import contextlib
 import json
 import os
 import pickle
+import shutil
 import subprocess
 import sys
 import types
@@ -22,10 +23,14 @@ from pathlib import Path
 import pytest
 import torch
 
-from vsr import safe_pickle
-from vsr import weights as W
+from vsr.weights import safe_load as safe_pickle
+from vsr.cli import weights as weights_cli
+from vsr.models.adcsr import load as adcsr_load
+from vsr.weights import formats as WF
+from vsr.weights import store as W
 from vsr.errors import UsageError, WeightsError
-from vsr.models import adcsr, adcsr_keys, load_model
+from vsr.models import adcsr, load_model
+from vsr.models.adcsr import keys as adcsr_keys
 
 REPO = Path(__file__).resolve().parents[1]
 LIGHTNING = ("pytorch_lightning", "pytorch_lightning.callbacks", "pytorch_lightning.callbacks.model_checkpoint")
@@ -100,8 +105,8 @@ def tiny_official(tmp_path_factory):
 
 def cli(*argv: str) -> int:
     parser = argparse.ArgumentParser()
-    W.add_arguments(parser)
-    return W.main(parser.parse_args(argv))
+    weights_cli.add_arguments(parser)
+    return weights_cli.main(parser.parse_args(argv))
 
 
 # --- safe unpickling ---------------------------------------------------------------------------
@@ -129,6 +134,97 @@ def test_malicious_pickle_refused(tmp_path, how, fmt):
     with pytest.raises(WeightsError, match=r"refused: the pickle calls (posix|os|builtins)\.(system|exec)"):
         safe_pickle.load_pickle(path)
     assert not sentinel.exists()
+
+
+class MarkerOnLoad(torch.nn.Module):
+    """Scripted, its ``__setstate__`` creates ``path`` (torch.from_file with shared=True makes the file):
+    what any TorchScript archive can do the moment torch.jit.load runs it."""
+
+    def __init__(self, path: str) -> None:
+        super().__init__()
+        self.path = path
+        self.register_buffer("w", torch.zeros(2))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x
+
+    @torch.jit.export
+    def __getstate__(self) -> tuple[str, bool, torch.Tensor]:
+        return (self.path, self.training, self.w)
+
+    @torch.jit.export
+    def __setstate__(self, state: tuple[str, bool, torch.Tensor]) -> None:
+        self.path, self.training = state[0], state[1]
+        self.w = state[2] + torch.from_file(self.path, True, 2)
+
+
+def write_hostile(kind: str, path: Path, marker: Path) -> None:
+    """A weights file that would create ``marker`` if anything in it ran."""
+    if kind == "torchscript":
+        torch.jit.save(torch.jit.script(MarkerOnLoad(str(marker))), str(path))
+        return
+    payload = (Evil(os.system, f"touch {marker}") if kind == "os.system"
+               else Evil(builtins.eval, f"open({str(marker)!r}, 'w').close()"))
+    if kind == "data.pkl":  # a genuine torch.save zip whose data.pkl was swapped for a hostile pickle
+        torch.save({"w": torch.zeros(2)}, path)
+        with zipfile.ZipFile(path) as z:
+            members = {n: z.read(n) for n in z.namelist()}
+        name = next(n for n in members if n.endswith("/data.pkl"))
+        members[name] = pickle.dumps({"w": payload}, protocol=2)
+        with zipfile.ZipFile(path, "w", zipfile.ZIP_STORED) as z:
+            for n, data in members.items():
+                z.writestr(n, data)
+        return
+    torch.save({"state_dict": {"w": torch.zeros(2)}, "x": payload}, path)
+
+
+HOSTILE = ("os.system", "eval", "data.pkl", "torchscript")
+PLACES = ("net_params beside a valid halfDecoder", "halfDecoder beside a valid net_params", ".pth", ".ckpt")
+
+
+@pytest.fixture
+def no_jit_load(monkeypatch):
+    """Fails the test if anything calls torch.jit.load."""
+    calls = []
+    monkeypatch.setattr(torch.jit, "load", lambda *a, **k: calls.append(a) or (_ for _ in ()).throw(
+        AssertionError("torch.jit.load was called")))
+    yield calls
+    assert calls == []
+
+
+@pytest.mark.parametrize("kind", HOSTILE)
+def test_hostile_weights_refused_everywhere(kind, tiny_official, tmp_path, capsys, no_jit_load):
+    """Each hostile file, under each official name with a valid sibling and as .pth/.ckpt: `vsr run
+    --weights`, `vsr weights verify` and `vsr weights convert` exit 3 saying it was refused, and
+    nothing in the file ran."""
+    from media import make_video
+
+    from vsr.cli import main
+
+    valid, _ = tiny_official
+    clip = tmp_path / "clip.mp4"
+    make_video(clip, n=2, size=(32, 32), audio_start=None)
+    marker = tmp_path / "MARKER"
+    for place in PLACES:
+        folder = tmp_path / place.replace(" ", "_")
+        folder.mkdir()
+        if place.startswith("net_params"):
+            shutil.copy(valid / W.ADCSR_DECODER, folder / W.ADCSR_DECODER)
+            target = folder / W.ADCSR_NET
+        elif place.startswith("halfDecoder"):
+            shutil.copy(valid / W.ADCSR_NET, folder / W.ADCSR_NET)
+            target = folder / W.ADCSR_DECODER
+        else:
+            target = folder / f"model{place}"
+        write_hostile(kind, target, marker)
+        for argv in (["run", str(clip), "--model", "adcsr-tiny", "--weights", str(target), "--progress", "none"],
+                     ["weights", "verify", str(target), "--model", "adcsr-tiny"],
+                     ["weights", "convert", str(target), str(tmp_path / "out.safetensors"), "--model", "adcsr-tiny"]):
+            assert main(argv) == 3, (kind, place, argv)
+            err = capsys.readouterr().err.strip().splitlines()
+            assert len(err) == 1 and "refused" in err[0] and "not found" not in err[0], (kind, place, err)
+            assert not marker.exists(), (kind, place, argv)
+    assert not (tmp_path / "out.safetensors").exists()
 
 
 def test_unknown_third_party_callable_is_inert(tmp_path):
@@ -164,7 +260,8 @@ try:
     raise SystemExit("pytorch_lightning is importable")
 except ImportError:
     pass
-from vsr import safe_pickle, weights
+from vsr.weights import safe_load as safe_pickle
+from vsr.weights import formats as weights
 ckpt = safe_pickle.load_pickle({str(folder / W.ADCSR_DECODER)!r})
 key = next(iter(ckpt["callbacks"]))
 assert isinstance(ckpt["callback_object"], safe_pickle.Placeholder), ckpt["callback_object"]
@@ -185,7 +282,7 @@ def test_non_tensor_state_dict_entries_rejected(tmp_path):
     torch.save({"module.body.1.conv_in.weight": "not a tensor"}, tmp_path / W.ADCSR_NET)
     torch.save({"state_dict": {}}, tmp_path / W.ADCSR_DECODER)
     with pytest.raises(WeightsError, match="not tensors: module.body.1.conv_in.weight"):
-        W.load_official(tmp_path / W.ADCSR_NET, tmp_path / W.ADCSR_DECODER)
+        WF.load_official(tmp_path / W.ADCSR_NET, tmp_path / W.ADCSR_DECODER)
 
 
 # --- locating weights ----------------------------------------------------------------------------
@@ -223,8 +320,8 @@ def test_convert_round_trip(tiny_official, tmp_path, dtype):
     with safe_open(str(dst), "pt") as f:
         meta = f.metadata()
     assert adcsr.AdcSRConfig.from_dict(json.loads(meta["config"])) == adcsr.TINY and meta["dtype"] == dtype
-    want = {torch.float32: sd, torch.float16: {k: v.half() for k, v in sd.items()}}[W.DTYPES[dtype]]
-    model = load_model("adcsr-tiny", weights=dst, dtype=W.DTYPES[dtype])
+    want = {torch.float32: sd, torch.float16: {k: v.half() for k, v in sd.items()}}[adcsr_load.DTYPES[dtype]]
+    model = load_model("adcsr-tiny", weights=dst, dtype=adcsr_load.DTYPES[dtype])
     got = model.state_dict()
     assert set(got) == set(want) and all(torch.equal(got[k], want[k]) for k in want)
     x = torch.rand(1, 3, 16, 16) * 2 - 1

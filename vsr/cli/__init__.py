@@ -1,130 +1,39 @@
-"""Command-line front end: ``vsr run | probe | weights | bench | train``. Thin: parsing, messages, exit codes."""
+"""Command-line front end: ``vsr run | farm | probe | weights | bench | train``. Thin: parsing,
+messages, exit codes; the work is the library's (vsr.jobs, vsr.models, vsr.weights, vsr.bench,
+vsr.train).
+
+Errors: one line on stderr, ``vsr: error: ...``; an option whose value came from the command line is
+named by its flag (``--crf 99: ...``), one from a file or a ``VSR_*`` variable by its key and source.
+Exit codes: VsrError.exit_code (2 usage/input, 3 weights, 1 runtime), 128 + N after signal N.
+"""
 
 from __future__ import annotations
 
 import argparse
-import dataclasses
-import glob
-import json
 import logging
 import os
 import signal
 import sys
 import traceback
-from pathlib import Path
 from types import FrameType
 
-import yaml
-
-from vsr import __version__
-from vsr.config import RunConfig, load_config
-from vsr.errors import InputError, Interrupted, UsageError, VsrError
+from vsr.cli import bench, probe, run, train, weights
+from vsr.errors import COMMAND_LINE, Interrupted, OptionError, VsrError
+from vsr.version import __version__
 
 log = logging.getLogger("vsr")
 
-MEDIA_EXTENSIONS = frozenset(
-    ".mp4 .m4v .mov .mkv .webm .avi .ts .m2ts .mts .mpg .mpeg .flv .wmv .3gp .ogv .dv .mxf .y4m "
-    ".png .jpg .jpeg .tif .tiff .bmp .webp .dpx .exr".split()
-)  # what a folder input picks up
-
-
-def _run_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("run", help="upscale videos or images", description="Upscale videos or images.")
-    p.add_argument("inputs", nargs="+", metavar="INPUT", help="video or image files, folders or globs")
-    p.add_argument("-o", "--output", type=Path, help="output file (one input only)")
-    p.add_argument("--output-dir", type=Path, help="folder for the outputs (default: beside each input)")
-    p.add_argument("--print-config", action="store_true", help="print the merged configuration and exit")
-    add_run_options(p)
-
-
-def _farm_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("farm", help="upscale many videos in segments on every worker of a Ray cluster",
-                       description="Upscale many videos, cut at keyframes into segments, on all the GPUs (or CPU "
-                                   "actors) of a Ray cluster; rerunning the same command resumes. Also runs as "
-                                   "`python pipelines/farm.py` and under `ray job submit`.")
-    p.add_argument("inputs", nargs="*", metavar="INPUT", help="video files, folders or globs")
-    p.add_argument("--manifest", type=Path, help="file of lines `INPUT` or `INPUT<TAB>OUTPUT` (relative paths "
-                                                 "from the file's folder; # comments)")
-    p.add_argument("--output-dir", type=Path, help="folder for the outputs (default: beside each input)")
-    p.add_argument("--no-resume", dest="resume", action="store_false",
-                   help="start unfinished files over instead of reusing their finished segments")
-    p.add_argument("--summary-json", type=Path, help="also write the per-file summary here as JSON")
-    add_run_options(p)
-
-
-def add_run_options(p: argparse.ArgumentParser) -> None:
-    """The options of a run (model, encoding, section, execution, output) that a config file can also set."""
-    S = argparse.SUPPRESS  # absent flags stay absent, so config files and VSR_* can supply them
-    p.add_argument("--config", help="YAML file of options, or a preset: archive, prores, web, hevc, av1")
-    g = p.add_argument_group("model")
-    g.add_argument("--model", default=S, help="model name (see `vsr weights list`); default: best available")
-    g.add_argument("--weights", default=S, help="weights file or folder for the model")
-    g.add_argument("--scale", type=int, default=S, help="output scale: 1, 2, 3 or 4 (default 4)")
-    g.add_argument("--height", type=int, default=S, help="output height in pixels instead of --scale")
-    g.add_argument("--threads", type=int, default=S, help="CPU threads for the model (default: all cores when idle, else all but one)")
-    g.add_argument("--max-pixels", type=int, default=S, help="largest output frame in pixels (default 8192x8192)")
-    g.add_argument("--device", default=S, help="auto | cpu | cuda | cuda:N | mps")
-    g.add_argument("--precision", default=S, choices=["auto", "fp32", "fp16", "bf16"])
-    g.add_argument("--tile", type=int, default=S, help="tile size in input pixels (0: whole frame)")
-    g.add_argument("--tile-overlap", type=int, default=S, help="overlap between tiles in input pixels")
-    g.add_argument("--batch", type=int, default=S, help="tiles per forward pass")
-    g.add_argument("--color-fix", default=S, choices=["adain", "wavelet", "none"])
-    g.add_argument("--compile", action="store_true", default=S, help="torch.compile the model")
-    g.add_argument("--no-cuda-graphs", dest="cuda_graphs", action="store_false", default=S)
-    e = p.add_argument_group("encoding")
-    e.add_argument("--codec", default=S, help="video encoder (default libx264)")
-    e.add_argument("--crf", type=int, default=S, help="quality, x264 scale (default 18)")
-    e.add_argument("--preset", default=S, help="encoder preset (default medium)")
-    e.add_argument("--pix-fmt", default=S, help="output pixel format (default yuv420p for 8-bit input)")
-    e.add_argument("--encoder-opt", action="append", default=S, metavar="KEY=VALUE",
-                   help="option passed to the encoder (repeatable)")
-    e.add_argument("--no-audio", dest="audio", action="store_false", default=S, help="drop audio streams")
-    e.add_argument("--no-subtitles", dest="subtitles", action="store_false", default=S, help="drop subtitle streams")
-    e.add_argument("--decoder", default=S, choices=["pyav", "decord"],
-                   help="video decoder (decord: 8-bit sources, needs `pip install decord`)")
-    e.add_argument("--encoder", default=S, choices=["pyav", "ffmpeg"],
-                   help="who runs --codec: PyAV, or an ffmpeg binary (PATH, else imageio-ffmpeg's) for VAAPI, QSV, "
-                        "VideoToolbox and other encoders PyAV lacks; needs `pip install 'vsr[ffmpeg]'`")
-    e.add_argument("--deinterlace", default=S, choices=["auto", "on", "off", "double"],
-                   help="bwdif before upscaling (auto: when the source is interlaced; double: a frame per field)")
-    s = p.add_argument_group("section and files")
-    s.add_argument("--start", type=float, default=S, help="start this many seconds into the video")
-    s.add_argument("--duration", type=float, default=S, help="process this many seconds")
-    s.add_argument("--fps", type=float, default=S,
-                   help="frame rate of an image sequence input (frame_%%06d.png, or a folder read as one clip)")
-    s.add_argument("--overwrite", action="store_true", default=S, help="replace existing outputs")
-    s.add_argument("--skip-existing", action="store_true", default=S, help="skip inputs whose output exists")
-    r = p.add_argument_group("execution")
-    r.add_argument("--executor", default=S, choices=["auto", "local", "ray"],
-                   help="local threads or Ray actors (auto: ray with more than one GPU or --ray-address)")
-    r.add_argument("--workers", type=int, default=S, help="Ray actors (default: one per GPU, else one per node)")
-    r.add_argument("--ray-address", default=S, help="join this Ray cluster (auto: the one started on this machine)")
-    r.add_argument("--segment-seconds", type=float, default=S,
-                   help="cut videos at keyframes into segments of about N seconds, made in turn (local) or at "
-                        "once (Ray) and joined without re-encoding; finished segments are kept for --resume")
-    r.add_argument("--resume", action="store_true", default=S,
-                   help="continue an interrupted --segment-seconds run: only unfinished segments are made")
-    r.add_argument("--work-dir", default=S,
-                   help="folder for the segments (default: beside the output); on a Ray cluster it must be "
-                        "visible to every node, else segments come back through the object store")
-    o = p.add_argument_group("output")
-    o.add_argument("--progress", default=S, choices=["bar", "json", "none"])
-    o.add_argument("--quiet", action="store_true", default=S, help="print errors only")
+HANDLED_SIGNALS = ("SIGINT", "SIGTERM", "SIGHUP")  # SIGHUP: the terminal or ssh session closed
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from vsr import bench, weights
-    from vsr.cli import train
-
     parser = argparse.ArgumentParser(prog="vsr", description="Streaming video super-resolution (AdcSR).")
     parser.add_argument("--version", action="version", version=f"vsr {__version__}")
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
     sub = parser.add_subparsers(dest="command", required=True)
-    _run_parser(sub)
-    _farm_parser(sub)
-    p = sub.add_parser("probe", help="show the streams of a media file")
-    p.add_argument("input", type=Path)
-    p.add_argument("--json", action="store_true", help="print JSON")
+    run.run_parser(sub)
+    run.farm_parser(sub)
+    probe.add_arguments(sub.add_parser("probe", help="show the streams of a media file"))
     weights.add_arguments(sub.add_parser("weights", help="list, download, convert and verify model weights"))
     bench.add_arguments(sub.add_parser("bench", help="measure a model's speed against the official-style baseline"))
     train.add_arguments(sub.add_parser("train", help="train or distil the compact model"))
@@ -133,125 +42,36 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def expand_inputs(items: list[str], fps: float | None = None) -> list[Path]:
-    """Paths as given; frame patterns and (with --fps) folders → one clip; other folders → their media
-    files; globs → their matches (sorted)."""
-    from vsr.video.sequence import is_sequence
-
-    out: list[Path] = []
-    for item in items:
-        path = Path(item)
-        if is_sequence(path, fps):
-            out.append(path)  # one clip: a frame pattern, or a folder of frames with --fps
-        elif path.is_dir():
-            out += sorted(p for p in path.iterdir() if p.suffix.lower() in MEDIA_EXTENSIONS and p.is_file())
-        elif not path.exists() and glob.has_magic(item):
-            matches = sorted(Path(m) for m in glob.glob(item) if Path(m).is_file())
-            if not matches:
-                raise InputError(f"{item}: no file matches")
-            out += matches
-        else:
-            out.append(path)
-    return out
+COMMANDS = {"run": run.cmd_run, "farm": run.cmd_farm, "probe": probe.main, "weights": weights.main,
+            "bench": bench.main, "train": train.main}
 
 
-def _install_signals() -> tuple[dict, dict]:
-    """First SIGINT/SIGTERM raises Interrupted in the main thread (cleanup runs); a second exits at
-    once. Returns the previous handlers and the state ({"hit": True} once a signal came)."""
+def install_signals() -> tuple[dict, dict]:
+    """The first SIGINT/SIGTERM/SIGHUP raises Interrupted in the main thread (cleanup runs); a second
+    exits at once. Returns the previous handlers and the state ({"hit": True} once a signal came)."""
     state = {"hit": False}
 
     def handler(signum: int, frame: FrameType | None) -> None:
-        code = 128 + signum
         if state["hit"]:
-            os._exit(code)
+            os._exit(128 + signum)
         state["hit"] = True
         raise Interrupted(f"interrupted by {signal.Signals(signum).name}", signum)
 
-    previous = {signal.SIGINT: signal.signal(signal.SIGINT, handler)}
-    if os.name != "nt":  # Windows delivers Ctrl-C only
-        previous[signal.SIGTERM] = signal.signal(signal.SIGTERM, handler)
+    previous = {}
+    for name in HANDLED_SIGNALS:
+        if hasattr(signal, name):  # Windows delivers Ctrl-C only
+            signum = getattr(signal, name)
+            previous[signum] = signal.signal(signum, handler)
     return previous, state
 
 
-def cmd_run(args: argparse.Namespace) -> int:
-    from vsr.outputs import default_output
-    from vsr.pipeline import open_session, upscale_file
-
-    flags = {k: v for k, v in vars(args).items() if k in RunConfig.__dataclass_fields__}
-    config = load_config(args.config, flags)
-    if args.print_config:
-        print(yaml.safe_dump(config.to_dict(), sort_keys=False), end="")
-        return 0
-    if config.quiet:
-        log.setLevel(logging.ERROR)
-    inputs = expand_inputs(args.inputs, config.fps)
-    if args.output is not None and len(inputs) > 1:
-        raise UsageError(f"-o names one output but {len(inputs)} inputs were given; use --output-dir")
-    if args.output_dir is not None and not args.output_dir.is_dir():
-        raise UsageError(f"{args.output_dir}: output folder does not exist")
-    session = open_session(config)
-    try:
-        failed, skipped, done = [], 0, 0
-        for src in inputs:
-            try:
-                if config.skip_existing and args.output is None:
-                    from vsr.video.reader import VideoReader
-
-                    with VideoReader(src) as reader:
-                        dst = default_output(src, config, reader.info, args.output_dir)
-                    if dst.exists():
-                        log.info("%s: skipped, %s exists", src, dst)
-                        skipped += 1
-                        continue
-                summary = upscale_file(session, src, args.output, args.output_dir)
-                done += 1
-                log.info("%s → %s: %d frame(s) at %dx%d in %.1f s (%.2f fps)%s", src, summary.output, summary.frames,
-                         *summary.size, summary.seconds, summary.fps, f"; {summary.note}" if summary.note else "")
-            except VsrError as e:
-                if len(inputs) == 1 or isinstance(e, Interrupted):
-                    raise
-                failed.append((src, e))
-                print(f"vsr: error: {e}", file=sys.stderr)
-        if len(inputs) > 1:
-            log.warning("%d done, %d skipped, %d failed", done, skipped, len(failed))
-    finally:
-        session.close()
-    return max((e.exit_code for _, e in failed), default=0)
-
-
-def cmd_farm(args: argparse.Namespace) -> int:
-    from vsr import farm
-
-    flags = {k: v for k, v in vars(args).items() if k in RunConfig.__dataclass_fields__}
-    config = load_config(args.config, {**flags, "executor": "ray"})
-    if config.segment_seconds is None:
-        config = dataclasses.replace(config, segment_seconds=farm.DEFAULT_SEGMENT_S)
-    if config.quiet:
-        log.setLevel(logging.ERROR)
-    pairs = [(p, None) for p in expand_inputs(args.inputs)]
-    if args.manifest is not None:
-        pairs += farm.read_manifest(args.manifest)
-    if not pairs:
-        raise UsageError("no inputs: give video files, folders or globs, or --manifest FILE")
-    if args.output_dir is not None and not args.output_dir.is_dir():
-        raise UsageError(f"{args.output_dir}: output folder does not exist")
-    try:
-        results = farm.run_farm(config, pairs, args.output_dir)
-    except Interrupted as e:
-        raise Interrupted(f"{e}; finished segments are kept: rerun the same command to resume",
-                          e.exit_code - 128) from e
-    print(farm.summary_table(results))
-    if args.summary_json is not None:
-        args.summary_json.write_text(json.dumps([r.to_dict() for r in results], indent=1) + "\n")
-    return max((r.exit_code for r in results), default=0)
-
-
-def cmd_probe(args: argparse.Namespace) -> int:
-    from vsr.video.probe import format_table, probe
-
-    info = probe(args.input)
-    print(info.to_json() if args.json else format_table(info))
-    return 0
+def message(e: VsrError) -> str:
+    """The error line: an option set on the command line is named by its flag (``segment_seconds``
+    → ``--segment-seconds``)."""
+    if isinstance(e, OptionError) and e.source == COMMAND_LINE:
+        text = f"--{e.option.replace('_', '-')} {e.value}: {e.why}"
+        return f"{e.path}: {text}" if e.path else text
+    return str(e)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -262,33 +82,19 @@ def main(argv: list[str] | None = None) -> int:
     log.setLevel(logging.DEBUG if args.debug else logging.INFO)
     log.propagate = False
     try:
-        if args.command in ("run", "farm"):
-            previous, state = _install_signals()
-            try:
-                return cmd_run(args) if args.command == "run" else cmd_farm(args)
-            finally:
-                if not state["hit"]:  # after a signal, keep ours: a second one must still exit at once
-                    for signum, old in previous.items():
-                        signal.signal(signum, old)
-        if args.command == "probe":
-            return cmd_probe(args)
-        if args.command == "weights":
-            from vsr import weights
-
-            return weights.main(args)
-        if args.command == "bench":
-            from vsr import bench
-
-            return bench.main(args)
-        if args.command == "train":
-            from vsr.cli import train
-
-            return train.main(args)
-        raise UsageError(f"unknown command {args.command!r}")
+        if args.command not in ("run", "farm"):
+            return COMMANDS[args.command](args)
+        previous, state = install_signals()
+        try:
+            return COMMANDS[args.command](args)
+        finally:
+            if not state["hit"]:  # after a signal, keep ours: a second one must still exit at once
+                for signum, old in previous.items():
+                    signal.signal(signum, old)
     except VsrError as e:
         if args.debug:
             traceback.print_exc()
-        print(f"vsr: error: {e}", file=sys.stderr)
+        print(f"vsr: error: {message(e)}", file=sys.stderr)
         if isinstance(e, Interrupted):
             # Cleanup is done; leave now. Interpreter shutdown (torch, Ray) restores the default
             # signal handlers, and a second Ctrl-C arriving then would kill us without our exit code.
@@ -301,3 +107,4 @@ def main(argv: list[str] | None = None) -> int:
             traceback.print_exc()
         print(f"vsr: internal error: {e.__class__.__name__}: {e} (run with --debug for details)", file=sys.stderr)
         return 1
+

@@ -20,7 +20,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from vsr.errors import WeightsError
+from vsr.errors import UsageError, WeightsError
+from vsr.weights.formats import read_metadata, read_safetensors, write_safetensors
 
 SHIPPED_WEIGHTS = Path(__file__).with_name("weights") / "compact.safetensors"
 PRELU_INIT = 0.25  # initial negative slope of every PReLU (PyTorch's default)
@@ -50,7 +51,7 @@ class CompactConfig:
 
 
 class Compact(nn.Module):
-    """All-convolutional ×4 upscaler at LR resolution; follows the model contract (DESIGN.md)."""
+    """All-convolutional ×4 upscaler at LR resolution; follows the model contract (docs/architecture.md)."""
 
     multiple = 1  # fully convolutional with zero padding: any H, W
 
@@ -107,13 +108,31 @@ def config_to_metadata(config: CompactConfig) -> dict[str, str]:
     return {CONFIG_METADATA_KEY: json.dumps(asdict(config), sort_keys=True)}
 
 
+LIMITS = {"scale": (1, 8), "num_feat": (1, 512), "num_conv": (0, 64)}  # what a stored config may say
+
+
 def config_from_metadata(metadata: dict[str, str] | None) -> CompactConfig:
-    """The config stored in a weights file; defaults when the file has none."""
+    """The config stored in a weights file (defaults when the file has none), every field checked
+    before anything is allocated from it; ValueError naming the field."""
     if not metadata or CONFIG_METADATA_KEY not in metadata:
         return CompactConfig()
     raw = json.loads(metadata[CONFIG_METADATA_KEY])
+    if not isinstance(raw, dict):
+        raise ValueError(f"{CONFIG_METADATA_KEY} is a JSON object, not {type(raw).__name__}")
     known = {f.name for f in fields(CompactConfig)}
-    return CompactConfig(**{k: v for k, v in raw.items() if k in known})
+    out = {}
+    for k, v in raw.items():
+        if k not in known:
+            continue
+        if k == "base":
+            if v not in ("nearest", "bicubic"):
+                raise ValueError(f"base: nearest or bicubic, got {v!r:.40}")
+        else:
+            lo, hi = LIMITS[k]
+            if isinstance(v, bool) or not isinstance(v, int) or not lo <= v <= hi:
+                raise ValueError(f"{k}: a whole number from {lo} to {hi}, got {v!r:.40}")
+        out[k] = v
+    return CompactConfig(**out)
 
 
 def save(model: Compact, path: Path, extra_metadata: dict[str, str] | None = None) -> None:
@@ -133,12 +152,9 @@ def save_pair(grain: Compact, denoise: Compact, path: Path, extra_metadata: dict
 
 
 def _write(path: Path, models: dict[str, Compact], config: CompactConfig, metadata: dict[str, str] | None) -> None:
-    from safetensors.torch import save_file
-
-    tensors = {(f"{prefix}." if prefix else "") + k: v.detach().float().contiguous().cpu()
+    tensors = {(f"{prefix}." if prefix else "") + k: v.float()
                for prefix, m in models.items() for k, v in m.state_dict().items()}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    save_file(tensors, str(path), metadata={**(metadata or {}), **config_to_metadata(config)})
+    write_safetensors(tensors, path, {**(metadata or {}), **config_to_metadata(config)})
 
 
 def split_sets(state: dict[str, torch.Tensor], metadata: dict[str, str] | None) -> dict[str, dict[str, torch.Tensor]]:
@@ -165,22 +181,19 @@ def load(weights: Path | None, device: torch.device, dtype: torch.dtype, denoise
     """Build the model from a safetensors file (default: the shipped one) on ``device`` in ``dtype``.
     A file with a grain/denoise pair is blended at ``denoise`` (None: DEFAULT_DENOISE); a file of
     one set takes no ``denoise``."""
-    from safetensors import SafetensorError, safe_open
-
     path = Path(weights) if weights is not None else SHIPPED_WEIGHTS
     if not path.is_file():
         raise WeightsError(f"compact weights not found: {path}")
+    metadata = read_metadata(path)
     try:
-        with safe_open(str(path), framework="pt") as f:
-            metadata = f.metadata()
-            config = config_from_metadata(metadata)
-            state = {k: f.get_tensor(k) for k in f.keys()}
-    except (SafetensorError, OSError, ValueError, json.JSONDecodeError) as e:
-        raise WeightsError(f"cannot read compact weights {path}: {e}") from e
+        config = config_from_metadata(metadata)
+    except ValueError as e:  # JSONDecodeError included
+        raise WeightsError(f"{path}: invalid compact config in its metadata ({e})") from None
+    state, _ = read_safetensors(path)
     sets = split_sets(state, metadata)
     if "" in sets:
         if denoise is not None:
-            raise WeightsError(f"{path}: holds one weight set, so --denoise does not apply to it")
+            raise UsageError(f"{path}: holds one weight set, so denoise does not apply to it")
         state = sets[""]
     else:
         state = blend_sets(sets, DEFAULT_DENOISE if denoise is None else denoise)
@@ -190,3 +203,9 @@ def load(weights: Path | None, device: torch.device, dtype: torch.dtype, denoise
     except RuntimeError as e:
         raise WeightsError(f"{path} does not match the compact architecture {config}: {e}") from e
     return model.to(device=device, dtype=dtype)
+
+
+def has_denoise_pair(weights: Path | None) -> bool:
+    """Whether the compact file (default: the shipped one) holds a grain/denoise pair."""
+    path = Path(weights) if weights is not None else SHIPPED_WEIGHTS
+    return path.is_file() and SETS_METADATA_KEY in read_metadata(path)

@@ -26,7 +26,7 @@ from vsr.models import compact, load_model
 from vsr.train import degrade as D
 from vsr.train.data import SCALE, PairBank, load_images
 from vsr.train.losses import PatchDiscriminator, fft_loss, teacher_forward
-from vsr.engine import resolve_device
+from vsr.upscale.device import resolve_device
 
 CONFIG_PATH = Path(__file__).parent.parent / "configs" / "train_compact.yaml"
 CHECKPOINT_NAME = "last.pt"

@@ -1,0 +1,104 @@
+"""A session: what stays loaded across the files of one run — the options, the chosen model, and the
+model itself, on this machine's device (an Upscaler) or in Ray actors (a RayPool).
+
+``open_session`` validates the options, chooses the executor and the model (one line says why when
+it is the default), and loads it once.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import torch
+
+from vsr.config import RunConfig
+from vsr.errors import OptionError
+from vsr.executors.ray_pool import RayPool
+from vsr.models import ModelDescriptor, default_model, spec
+from vsr.upscale.build import build_upscaler
+from vsr.upscale.device import default_cpu_threads, resolve_device
+from vsr.upscale.engine import Upscaler
+from vsr.weights.formats import state_digest
+
+log = logging.getLogger("vsr")
+
+
+@dataclass
+class Session:
+    """The options and the loaded model of one run (kept across its files)."""
+
+    config: RunConfig
+    model_name: str
+    upscaler: Upscaler | None  # None when Ray actors hold the model
+    weights_hash: str | None = None  # short sha256 of the model's tensors (provenance)
+    pool: RayPool | None = None  # the Ray actors, with executor ray
+
+    def close(self) -> None:
+        """Release the Ray actors (and Ray itself when this session started it)."""
+        if self.pool is not None:
+            self.pool.close()
+            self.pool = None
+
+    def __enter__(self) -> Session:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def ray_installed() -> bool:
+    try:
+        import ray  # noqa: F401 - only whether it imports (the lent GPU machines have no Ray)
+    except ImportError:
+        return False
+    return True
+
+
+def choose_executor(config: RunConfig) -> str:
+    """'local' or 'ray'. auto: ray when a Ray address is given, or when more than one GPU is visible
+    and no single device was named (``cuda:N`` means that GPU, locally) and Ray is installed."""
+    ex = config.execution
+    if ex.executor != "auto":
+        return ex.executor
+    if ex.ray_address:
+        return "ray"
+    gpus = torch.cuda.device_count()
+    if gpus > 1 and config.model.device in ("auto", "cuda"):
+        if ray_installed():
+            return "ray"
+        log.info("%d GPUs are visible but Ray is not installed (pip install ray): running on one GPU here", gpus)
+    return "local"
+
+
+def open_session(config: RunConfig | None = None, **options: object) -> Session:
+    """Validate ``config`` (or build one from flat ``options``), choose the model and load it here
+    or, with the Ray executor, once in each actor."""
+    config = (config.replace(**options) if options else config) if config is not None else RunConfig(**options)
+    config.validate()
+    ray = choose_executor(config) == "ray"
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu") if ray else resolve_device(config.model.device)
+    name = config.model.name
+    if name is None:
+        name, why = default_model(device, config.model.weights)
+        log.info(why)
+    config = with_scale(config, spec(name).descriptor)  # an unknown name fails here, before actors start
+    if ray:
+        pool = RayPool(config, name)
+        return Session(config, name, None, pool.weights_hash, pool)
+    if device.type == "cpu":
+        torch.set_num_threads(config.model.threads or default_cpu_threads())
+    upscaler = build_upscaler(config, name, device)
+    return Session(config, name, upscaler, state_digest(upscaler.model.state_dict()))
+
+
+def with_scale(config: RunConfig, descriptor: ModelDescriptor) -> RunConfig:
+    """``config`` with its scale resolved: the model's own when neither scale nor height is set; a
+    scale above the model's own is refused (it would only be interpolated, not computed)."""
+    scale, native = config.model.scale, descriptor.scale
+    if scale is None and config.model.height is None:
+        return config.replace(scale=native)
+    if scale is not None and scale > native:
+        raise OptionError("scale", scale, f"{descriptor.name} is a ×{native} model; use {native} or less "
+                          "(larger scales would only be interpolated)", config.sources.get("scale"))
+    return config

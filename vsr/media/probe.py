@@ -1,0 +1,196 @@
+"""`vsr probe`: what is in a media file, as a dataclass, a table or JSON."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from fractions import Fraction
+from pathlib import Path
+
+import av
+
+from vsr.errors import InputError
+from vsr.media.codecs import bit_depth, chroma
+from vsr.media.frame import FIELD_ORDERS
+
+IMAGE_FORMATS = ("image2", "png_pipe", "jpeg_pipe", "tiff_pipe", "bmp_pipe", "webp_pipe", "dpx_pipe")
+
+
+@dataclass
+class StreamInfo:
+    index: int
+    type: str  # video | audio | subtitle | data | attachment
+    codec: str | None
+    time_base: str | None
+    start_time: float | None  # seconds
+    duration: float | None  # seconds
+    frames: int | None  # from the container header; None when it does not say
+    language: str | None = None
+    width: int | None = None
+    height: int | None = None
+    pix_fmt: str | None = None
+    bit_depth: int | None = None
+    frame_rate: str | None = None  # average, as a fraction
+    chroma: str | None = None  # 420 | 422 | 444 | gray
+    color_range: str | None = None  # tv (limited) | pc (full) | unknown
+    colorspace: str | None = None  # matrix, e.g. bt709, bt470bg, bt2020nc
+    color_primaries: str | None = None
+    color_trc: str | None = None
+    sample_aspect_ratio: str | None = None
+    display_aspect_ratio: str | None = None
+    rotation: int | None = None  # degrees, from the display matrix
+    field_order: str | None = None  # progressive | tt | bb | tb | bt | unknown
+    title: str | None = None
+    disposition: list[str] | None = None
+    sample_rate: int | None = None
+    channels: int | None = None
+
+
+@dataclass
+class MediaInfo:
+    path: str
+    format: str
+    duration: float | None  # seconds
+    start_time: float | None  # seconds
+    is_image: bool
+    streams: list[StreamInfo] = field(default_factory=list)
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=2)
+
+    @property
+    def video(self) -> StreamInfo | None:
+        return next((s for s in self.streams if s.type == "video"), None)
+
+
+def _seconds(value: int | None, time_base: Fraction | None) -> float | None:
+    if value is None or time_base is None:
+        return None
+    return float(value * time_base)
+
+
+def open_input(path: str | Path) -> av.container.InputContainer:
+    """Open ``path`` read-only with PyAV, turning every failure into an InputError naming the file."""
+    p = Path(path)
+    if not p.exists():
+        raise InputError(f"{p}: no such file")
+    if p.is_dir():
+        raise InputError(f"{p}: is a folder, not a media file")
+    if p.stat().st_size == 0:
+        raise InputError(f"{p}: empty file (0 bytes)")
+    try:
+        return av.open(str(p), "r")
+    except (av.error.FFmpegError, UnicodeDecodeError, ValueError) as e:
+        raise InputError(f"{p}: not a readable video or image ({e.__class__.__name__}: {e})") from e
+
+
+def _bit_depth(pix_fmt: str | None) -> int | None:
+    if not pix_fmt:
+        return None
+    try:
+        return bit_depth(pix_fmt)
+    except (ValueError, av.error.FFmpegError):
+        return None
+
+
+def probe(path: str | Path) -> MediaInfo:
+    with open_input(path) as c:
+        info = MediaInfo(
+            path=str(path),
+            format=c.format.name,
+            duration=c.duration / av.time_base if c.duration is not None else None,
+            start_time=c.start_time / av.time_base if c.start_time is not None else None,
+            is_image=c.format.name in IMAGE_FORMATS,
+        )
+        for s in c.streams:
+            cc = s.codec_context
+            si = StreamInfo(
+                index=s.index,
+                type=s.type,
+                codec=cc.name if cc is not None else None,
+                time_base=str(s.time_base) if s.time_base else None,
+                start_time=_seconds(s.start_time, s.time_base),
+                duration=_seconds(s.duration, s.time_base),
+                frames=s.frames or None,
+                language=s.language,
+            )
+            si.title = s.metadata.get("title")
+            si.disposition = [f.name for f in type(s.disposition) if f and f in s.disposition] or None
+            if s.type == "video" and cc is not None:
+                _video_details(c, s, si)
+            elif s.type == "audio" and cc is not None:
+                si.sample_rate, si.channels = cc.sample_rate, cc.channels
+            info.streams.append(si)
+    return info
+
+
+COLOR_NAMES = {
+    "colorspace": {0: "gbr", 1: "bt709", 2: None, 4: "fcc", 5: "bt470bg", 6: "smpte170m", 7: "smpte240m",
+                   9: "bt2020nc", 10: "bt2020c"},
+    "primaries": {1: "bt709", 2: None, 4: "bt470m", 5: "bt470bg", 6: "smpte170m", 7: "smpte240m", 9: "bt2020",
+                  11: "smpte431", 12: "smpte432"},
+    "trc": {1: "bt709", 2: None, 4: "gamma22", 5: "gamma28", 6: "smpte170m", 8: "linear", 13: "iec61966-2-1",
+            14: "bt2020-10", 15: "bt2020-12", 16: "smpte2084", 18: "arib-std-b67"},
+}
+RANGES = {0: None, 1: "tv", 2: "pc"}
+
+
+def _video_details(c: av.container.InputContainer, s: av.stream.Stream, si: StreamInfo) -> None:
+    cc = s.codec_context
+    si.width, si.height = cc.width, cc.height
+    si.pix_fmt = cc.pix_fmt
+    si.bit_depth = _bit_depth(cc.pix_fmt)
+    si.chroma = chroma(cc.pix_fmt) if cc.pix_fmt else None
+    rate = s.average_rate or s.guessed_rate
+    si.frame_rate = str(rate) if rate else None
+    si.sample_aspect_ratio = str(s.sample_aspect_ratio) if s.sample_aspect_ratio else None
+    si.display_aspect_ratio = str(s.display_aspect_ratio) if s.display_aspect_ratio else None
+    si.field_order = FIELD_ORDERS.get(int(cc.field_order or 0), "unknown")
+    si.color_range = RANGES.get(int(cc.color_range))
+    si.colorspace = COLOR_NAMES["colorspace"].get(int(cc.colorspace), str(int(cc.colorspace)))
+    si.color_primaries = COLOR_NAMES["primaries"].get(int(cc.color_primaries), str(int(cc.color_primaries)))
+    si.color_trc = COLOR_NAMES["trc"].get(int(cc.color_trc), str(int(cc.color_trc)))
+    try:  # rotation lives in the frames' display matrix
+        frame = next(c.decode(s), None)
+        si.rotation = int(frame.rotation or 0) if frame is not None else None
+    except av.error.FFmpegError:
+        si.rotation = None
+    if c.format.name not in IMAGE_FORMATS:
+        c.seek(0)
+
+
+def format_table(info: MediaInfo) -> str:
+    lines = [
+        f"{info.path}: {info.format}"
+        + (f", duration {info.duration:.3f} s" if info.duration is not None else "")
+        + (f", start {info.start_time:.3f} s" if info.start_time is not None else "")
+    ]
+    for s in info.streams:
+        parts = [f"  #{s.index} {s.type}: {s.codec}"]
+        if s.type == "video":
+            parts.append(f"{s.width}x{s.height} {s.pix_fmt} ({s.bit_depth}-bit {s.chroma})")
+            if s.frame_rate:
+                parts.append(f"{float(Fraction(s.frame_rate)):.3f} fps")
+            color = "/".join(str(x) for x in (s.colorspace, s.color_primaries, s.color_trc) if x)
+            parts.append(f"colour {s.color_range or 'unknown range'} {color or 'untagged'}")
+            if s.sample_aspect_ratio and s.sample_aspect_ratio != "1":
+                parts.append(f"SAR {s.sample_aspect_ratio} (DAR {s.display_aspect_ratio})")
+            if s.rotation:
+                parts.append(f"rotation {s.rotation}°")
+            parts.append("progressive" if s.field_order in ("progressive", "unknown") else f"interlaced ({s.field_order})")
+        if s.type == "audio":
+            parts.append(f"{s.sample_rate} Hz, {s.channels} ch")
+        if s.duration is not None:
+            parts.append(f"{s.duration:.3f} s")
+        if s.frames:
+            parts.append(f"{s.frames} frames")
+        if s.start_time is not None:
+            parts.append(f"start {s.start_time:.3f} s")
+        if s.language:
+            parts.append(f"lang {s.language}")
+        if s.title:
+            parts.append(f"title {s.title!r}")
+        if s.disposition:
+            parts.append("+".join(s.disposition))
+        lines.append(", ".join(parts))
+    return "\n".join(lines)

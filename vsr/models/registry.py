@@ -1,0 +1,142 @@
+"""The model registry: every upscaler vsr runs by name, as a descriptor (what the engine needs to know)
+and a spec (how to build and load it). It feeds ``--model``'s choices, ``vsr weights list`` and the
+default-model choice.
+
+Model contract: an ``nn.Module`` taking ``(N, 3, H, W)`` float in the descriptor's ``value_range``
+with H, W multiples of ``multiple``, giving ``(N, 3, scale·H, scale·W)`` in the same range, raw
+(before colour correction). ``load_model`` returns the module with its descriptor attached as
+``model.descriptor``; the engine reads that, nothing else.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import torch
+from torch import nn
+
+from vsr.errors import UsageError
+from vsr.models import classic, compact
+from vsr.models.adcsr import build_adcsr, build_adcsr_tiny, loader
+from vsr.weights.store import model_dir, present
+
+ALL_PRECISIONS = ("fp32", "fp16", "bf16")
+
+
+@dataclass(frozen=True)
+class ModelDescriptor:
+    """What a loaded model is, as the engine and the CLI need to know it (spandrel's descriptor idea)."""
+
+    name: str  # registry name, or the detected architecture of a loaded file
+    scale: int  # native upscale factor: the model always computes this (other scales are resized)
+    multiple: int = 1  # input H and W must be multiples of this; the engine pads
+    value_range: tuple[float, float] = (-1.0, 1.0)  # of the input and the output
+    tiling: bool = False  # attention: cost grows with tile area squared, so frames are tiled by default
+    precisions: tuple[str, ...] = ALL_PRECISIONS  # what the model computes correctly in
+    shifts_colour: bool = True  # learned models can drift in colour, so the colour fix applies
+    architecture: str = ""  # for messages and provenance: "AdcSR", "SRVGGNetCompact", "RRDBNet", ...
+    denoise: bool = False  # takes denoise S (a grain/denoise pair of weight sets)
+
+
+Loader = Callable[..., nn.Module]  # (weights or None, device, dtype, **options) -> module
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    descriptor: ModelDescriptor
+    build: Callable[[], nn.Module]  # the architecture, randomly initialised or weight-free
+    load: Loader  # (weights or None for the default location, device, dtype[, denoise]) -> module
+    description: str  # one line for `vsr weights list` and --help
+    needs_weights: bool = False  # cannot run without a weights file
+    gpu_model: bool = False  # too slow for CPU use; never the default without a GPU
+    shipped: Path | None = None  # weights file inside the package, used when no weights are given
+    downloads: tuple[str, ...] = field(default_factory=tuple)  # `vsr weights download` sources
+
+
+def _no_weights(build: Callable[[], nn.Module]) -> Loader:
+    def load(weights: Path | None, device: torch.device, dtype: torch.dtype) -> nn.Module:
+        if weights is not None:
+            raise UsageError(f"this model takes no weights, got weights={weights}")
+        return build().to(device=device, dtype=dtype)
+
+    return load
+
+
+def _compact(weights: Path | None, device: torch.device, dtype: torch.dtype, denoise: float | None = None) -> nn.Module:
+    return compact.load(weights, device, dtype, denoise)
+
+
+def _classic(name: str, build: Callable[[], nn.Module], text: str) -> ModelSpec:
+    return ModelSpec(ModelDescriptor(name, classic.SCALE, shifts_colour=False, architecture=text), build,
+                     _no_weights(build), f"{text} ×4 (baseline)")
+
+
+MODELS: dict[str, ModelSpec] = {
+    "bicubic": _classic("bicubic", classic.build_bicubic, "bicubic"),
+    "lanczos": _classic("lanczos", classic.build_lanczos, "Lanczos-3"),
+    "adcsr": ModelSpec(ModelDescriptor("adcsr", 4, 16, tiling=True, architecture="AdcSR"), build_adcsr,
+                       loader("adcsr"), "AdcSR ×4 (CVPR 2025), one-step diffusion-GAN, 456 M parameters; GPU",
+                       needs_weights=True, gpu_model=True, downloads=("adcsr",)),
+    "adcsr-tiny": ModelSpec(ModelDescriptor("adcsr-tiny", 4, 16, tiling=True, architecture="AdcSR"),
+                            build_adcsr_tiny, loader("adcsr-tiny"),
+                            "AdcSR architecture at reduced width, for tests (no released weights)", needs_weights=True),
+    "compact": ModelSpec(ModelDescriptor("compact", 4, architecture="SRVGGNetCompact-like", denoise=True),
+                         compact.build, _compact,
+                         "compact ×4 (189 k parameters, trained by vsr train; shipped; CPU-friendly)",
+                         shipped=compact.SHIPPED_WEIGHTS),
+}
+
+DEFAULT_MODEL = "compact"  # the shipped model (docs/compact_model_card.md)
+
+
+def available_models() -> list[str]:
+    """Names ``load_model`` takes."""
+    return sorted(MODELS)
+
+
+def spec(name: str) -> ModelSpec:
+    if name not in MODELS:
+        raise UsageError(f"unknown model {name!r}; choose one of: {', '.join(available_models())}")
+    return MODELS[name]
+
+
+def default_model(device: str | torch.device | None = None, weights: str | Path | None = None) -> tuple[str, str]:
+    """The model ``vsr run`` uses without a model name, and a one-line reason for the user.
+
+    ``adcsr`` when its weights are present (``weights`` given, or in the cache) and the device is a
+    CUDA GPU (``None``/"auto": whether one is available); otherwise the bundled model.
+    """
+    cuda = torch.cuda.is_available()
+    kind = torch.device(device).type if device not in (None, "auto") else ("cuda" if cuda else "cpu")
+    have = weights is not None or present("adcsr")
+    if kind == "cuda" and cuda and have:
+        return "adcsr", "using adcsr: its weights are present and a CUDA GPU is available"
+    why = ("no CUDA GPU (adcsr is a GPU model)" if kind != "cuda" or not cuda
+           else f"adcsr weights not found in {model_dir('adcsr')} (`vsr weights download adcsr`)")
+    return DEFAULT_MODEL, f"using {DEFAULT_MODEL}: {why}"
+
+
+def attach(model: nn.Module, descriptor: ModelDescriptor) -> nn.Module:
+    """``model`` in eval mode without gradients, carrying ``descriptor``."""
+    model.eval().requires_grad_(False)
+    model.descriptor = descriptor
+    return model
+
+
+def load_model(name: str, weights: str | Path | None = None, device: str | torch.device = "cpu",
+               dtype: torch.dtype = torch.float32, denoise: float | None = None) -> nn.Module:
+    """Model ``name`` with its weights on ``device`` in ``dtype``, eval mode, no grad, ``.descriptor`` set.
+
+    ``weights``: a file or folder (None: the model's default location); ``denoise``: the strength S
+    in [0, 1] for models with a grain/denoise pair (compact), refused for the others.
+    """
+    entry = spec(name)
+    options = {}
+    if denoise is not None:
+        if not entry.descriptor.denoise:
+            raise UsageError(f"denoise applies to models with a grain/denoise weight pair (compact), not {name}")
+        options["denoise"] = float(denoise)
+    model = entry.load(Path(weights) if weights is not None else None, torch.device(device), dtype, **options)
+    return attach(model, entry.descriptor)

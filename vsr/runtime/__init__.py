@@ -1,1 +1,0 @@
-"""Executors: how frames get from the reader through an Upscaler to the writer."""
