@@ -32,6 +32,7 @@ from vsr.errors import (
 )
 from vsr.jobs.file import RunSummary, upscale_file
 from vsr.jobs.session import Session, open_session
+from vsr.media.decode import read_rgb
 from vsr.models import ModelDescriptor, available_models, load_model
 from vsr.upscale.engine import Upscaler
 from vsr.version import __version__
@@ -52,5 +53,5 @@ def upscale_video(src: str | Path, dst: str | Path | None = None, **options: obj
 __all__ = [
     "OPTIONS", "BusyError", "InputError", "Interrupted", "ModelDescriptor", "OptionError", "ProcessingError",
     "RunConfig", "RunSummary", "Session", "Upscaler", "UsageError", "VsrError", "WeightsError", "__version__",
-    "available_models", "load_config", "load_model", "open_session", "upscale_file", "upscale_video",
+    "available_models", "load_config", "load_model", "open_session", "read_rgb", "upscale_file", "upscale_video",
 ]

@@ -3,7 +3,8 @@ messages, exit codes; the work is the library's (vsr.jobs, vsr.models, vsr.weigh
 vsr.train).
 
 Errors: one line on stderr, ``vsr: error: ...``; an option whose value came from the command line is
-named by its flag (``--crf 99: ...``), one from a file or a ``VSR_*`` variable by its key and source.
+named by its flag (``--crf 99: ...``), one from a file or a ``VSR_*`` variable by its key and source;
+options the library quotes in backticks (`overwrite`) become flags (--overwrite).
 Exit codes: VsrError.exit_code (2 usage/input, 3 weights, 1 runtime), 128 + N after signal N.
 """
 
@@ -12,12 +13,14 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import re
 import signal
 import sys
 import traceback
 from types import FrameType
 
 from vsr.cli import bench, probe, run, train, weights
+from vsr.config import OPTIONS
 from vsr.errors import COMMAND_LINE, Interrupted, OptionError, VsrError
 from vsr.version import __version__
 
@@ -65,13 +68,19 @@ def install_signals() -> tuple[dict, dict]:
     return previous, state
 
 
+def flag(option: str) -> str:
+    return "--" + option.replace("_", "-")
+
+
 def message(e: VsrError) -> str:
-    """The error line: an option set on the command line is named by its flag (``segment_seconds``
-    → ``--segment-seconds``)."""
+    """The error line, with options named by their flags: an OptionError whose value came from the
+    command line as ``--crf 99: ...``, and every option the library quotes as `name` as ``--name``."""
     if isinstance(e, OptionError) and e.source == COMMAND_LINE:
-        text = f"--{e.option.replace('_', '-')} {e.value}: {e.why}"
-        return f"{e.path}: {text}" if e.path else text
-    return str(e)
+        text = f"{flag(e.option)} {e.value}: {e.why}"
+        text = f"{e.path}: {text}" if e.path else text
+    else:
+        text = str(e)
+    return re.sub(r"`([a-z_]+)`", lambda m: flag(m.group(1)) if m.group(1) in OPTIONS else m.group(0), text)
 
 
 def main(argv: list[str] | None = None) -> int:

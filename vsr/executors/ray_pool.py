@@ -57,7 +57,7 @@ def connect(address: str | None) -> bool:
             os.environ[name], rc.ENABLE_RAY_CLUSTER = "0", False
             ray.init(address="local", include_dashboard=False, _node_ip_address=LOOPBACK, **quiet)
     except (ConnectionError, ValueError, RuntimeError) as e:
-        raise UsageError(f"--ray-address {address or '(local)'}: cannot start or join Ray ({e})") from e
+        raise UsageError(f"`ray_address` {address or '(local)'}: cannot start or join Ray ({e})") from e
     finally:
         if saved[0] is None:
             os.environ.pop(name, None)

@@ -62,8 +62,13 @@ class RunSummary:
         return self.frames / self.seconds if self.seconds > 0 else 0.0
 
 
-def upscale_file(session: Session, src: Path, dst: Path | None = None, output_dir: Path | None = None) -> RunSummary:
-    """Upscale one video or image; returns what was done. Raises VsrError subclasses."""
+def upscale_file(session: Session, src: str | Path, dst: str | Path | None = None,
+                 output_dir: str | Path | None = None) -> RunSummary:
+    """Upscale one video, image or image sequence ``src`` into ``dst`` (None: the default name, in
+    ``output_dir`` or beside the input); returns what was done. Raises VsrError subclasses."""
+    src = Path(src)
+    dst = Path(dst) if dst is not None else None
+    output_dir = Path(output_dir) if output_dir is not None else None
     config = session.config
     t0 = time.monotonic()
     t = config.timing
@@ -172,7 +177,7 @@ def _video(session: Session, reader: VideoReader, partial: Path | None, dst: Pat
 
 def _segmented(session: Session, reader: VideoReader, partial: Path | None, dst: Path, codec: str) -> RunSummary:
     if partial is None:
-        raise UsageError("segment_seconds writes a video file, not a frame pattern")
+        raise UsageError("`segment_seconds` writes a video file, not a frame pattern")
     job = prepare_job(session, reader, dst, partial, codec)
     reader.close()  # the segments are read by the workers
     try:

@@ -69,14 +69,14 @@ def default_output(src: Path, config: RunConfig, info: VideoInfo, output_dir: Pa
 
 
 def check_output(src: Path, dst: Path, config: RunConfig, info: VideoInfo, codec: str | None) -> None:
-    """Refuse an output that is the input, exists (without --overwrite), has the wrong kind of
+    """Refuse an output that is the input, exists (without overwrite), has the wrong kind of
     extension, cannot hold ``codec`` (None for images) with the input's timing, or lies in a missing
     or unwritable folder."""
     is_image = info.is_image
     if dst.resolve() == src.resolve():
         raise UsageError(f"{dst}: the output may not be the input")
     if dst.exists() and not config.output.overwrite and not dst.is_dir():
-        raise UsageError(f"{dst}: output exists; pass --overwrite to replace it")
+        raise UsageError(f"{dst}: output exists; use `overwrite` to replace it")
     ext = dst.suffix.lower()
     if is_pattern(dst):
         if is_image or ext not in IMAGE_CODECS:
@@ -106,7 +106,7 @@ def output_size(info: VideoInfo, config: RunConfig, pix_fmt: str | None) -> tupl
         w, h = info.width * config.model.scale, info.height * config.model.scale
     if w * h > config.model.max_pixels:
         raise InputError(f"{info.path}: output {w}x{h} = {w * h} pixels is over the limit of {config.model.max_pixels} "
-                         "(max_pixels); use a smaller scale or height, or raise max_pixels")
+                         "(`max_pixels`); use a smaller `scale` or `height`, or raise `max_pixels`")
     if pix_fmt is not None:
         even_w, even_h = needs_even(pix_fmt)
         rw, rh = w + (w % 2 if even_w else 0), h + (h % 2 if even_h else 0)

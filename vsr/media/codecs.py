@@ -142,6 +142,6 @@ def parse_encoder_opts(items: list[str] | None) -> dict[str, str]:
     for item in items or []:
         key, sep, value = item.partition("=")
         if not sep or not key:
-            raise UsageError(f"--encoder-opt {item!r}: expected key=value")
+            raise UsageError(f"`encoder_opt` {item!r}: expected key=value")
         out[key] = value
     return out

@@ -40,7 +40,7 @@ class VideoReader:
         decoder: str = "pyav",
     ) -> None:
         if decoder not in DECODERS:
-            raise UsageError(f"--decoder {decoder!r}: use one of {', '.join(DECODERS)}")
+            raise UsageError(f"`decoder` {decoder!r}: use one of {', '.join(DECODERS)}")
         self.decoder = decoder
         self.path = Path(path)
         self.start, self.duration, self.deinterlace = start, duration, deinterlace
@@ -101,7 +101,7 @@ class VideoReader:
 
     @property
     def is_section(self) -> bool:
-        """Whether only a section is read (--start or --duration): its output starts at zero."""
+        """Whether only a section is read (start or duration): its output starts at zero."""
         return bool(self.start) or self.duration is not None
 
     def _video_stream(self) -> av.video.stream.VideoStream:
@@ -203,7 +203,7 @@ class VideoReader:
             return
         if self.decoder == "decord":
             if self.deinterlaced or self.sequence:
-                raise UsageError(f"{self.path}: --decoder decord reads plain video files, without deinterlacing")
+                raise UsageError(f"{self.path}: `decoder` decord reads plain video files, without deinterlacing")
             yield from decord_frames(self.info, self.section_pts, self.is_section)
             return
         convert = RgbConverter(self.info.color, self.info.bit_depth)

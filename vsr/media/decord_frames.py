@@ -29,12 +29,12 @@ def container_pts(path: Path) -> list[int]:
 def decord_frames(info: VideoInfo, section_pts: tuple[int, int | None], section: bool) -> Iterator[Frame]:
     """Frames of ``info.path`` decoded by decord, stamped with the container's pts."""
     if info.bit_depth > 8:
-        raise UsageError(f"{info.path}: --decoder decord reads 8-bit video only ({info.pix_fmt} is "
-                         f"{info.bit_depth}-bit); use the default --decoder pyav")
+        raise UsageError(f"{info.path}: `decoder` decord reads 8-bit video only ({info.pix_fmt} is "
+                         f"{info.bit_depth}-bit); use the default `decoder` pyav")
     try:
         import decord
     except ImportError as e:
-        raise UsageError("--decoder decord needs the decord package: pip install decord") from e
+        raise UsageError("`decoder` decord needs the decord package: pip install decord") from e
     try:
         vr = decord.VideoReader(str(info.path), ctx=decord.cpu(0))
     except (RuntimeError, decord.DECORDError) as e:
@@ -42,7 +42,7 @@ def decord_frames(info: VideoInfo, section_pts: tuple[int, int | None], section:
     pts = container_pts(info.path)
     if len(pts) != len(vr):
         raise InputError(f"{info.path}: decord sees {len(vr)} frames, the container {len(pts)}; "
-                         "use the default --decoder pyav")
+                         "use the default `decoder` pyav")
     start, end = section_pts
     wanted = [i for i, p in enumerate(pts) if (not section or p >= start) and (end is None or p < end)]
     durations = [b - a for a, b in zip(pts, pts[1:])] + [None]
@@ -53,7 +53,7 @@ def decord_frames(info: VideoInfo, section_pts: tuple[int, int | None], section:
             images = vr.get_batch(chunk).asnumpy()
         except decord.DECORDError as e:  # e.g. frames narrower than 64 px trip decord's copy
             raise InputError(f"{info.path}: decord failed on frames {chunk[0]}-{chunk[-1]} ({str(e)[-120:]}); "
-                             "use the default --decoder pyav") from e
+                             "use the default `decoder` pyav") from e
         for i, image in zip(chunk, images):
             yield Frame(index, pts[i], info.time_base, durations[i], image)
             index += 1

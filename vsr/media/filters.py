@@ -21,7 +21,7 @@ DEINTERLACER = "bwdif"  # better than yadif on fine detail, same speed class
 
 def wants_deinterlace(mode: str, field_order: str, first_frame_interlaced: bool) -> bool:
     if mode not in DEINTERLACE_MODES:
-        raise UsageError(f"--deinterlace {mode!r}: use one of {', '.join(DEINTERLACE_MODES)}")
+        raise UsageError(f"`deinterlace` {mode!r}: use one of {', '.join(DEINTERLACE_MODES)}")
     if mode == "auto":
         return field_order in INTERLACED_ORDERS or first_frame_interlaced
     return mode in ("on", "double")

@@ -24,7 +24,7 @@ class SequenceWriter:
         if pattern.suffix.lower() not in IMAGE_CODECS:
             raise UsageError(f"{pattern}: a frame pattern needs an image extension ({', '.join(IMAGE_CODECS)})")
         if not overwrite and matches(pattern):
-            raise UsageError(f"{pattern}: frames of this pattern exist; pass --overwrite to replace them")
+            raise UsageError(f"{pattern}: frames of this pattern exist; use `overwrite` to replace them")
         self.pattern = pattern
         self.partial = pattern.parent / f".{sequence_name(pattern) or 'frames'}.vsr-partial"
         shutil.rmtree(self.partial, ignore_errors=True)

@@ -34,11 +34,11 @@ def resolve_device(spec: str | torch.device) -> torch.device:
     except RuntimeError as e:
         raise UsageError(f"unknown device {spec!r}; use auto, cpu, cuda, cuda:N or mps") from e
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise UsageError(f"device {spec!r} requested but CUDA is not available; use device cpu")
+        raise UsageError(f"device {spec!r} requested but CUDA is not available; use `device` cpu")
     if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
         raise UsageError(f"device {spec!r} does not exist: {torch.cuda.device_count()} CUDA device(s) visible")
     if device.type == "mps" and not mps_available():
-        raise UsageError(f"device {spec!r} requested but MPS is not available; use device cpu")
+        raise UsageError(f"device {spec!r} requested but MPS is not available; use `device` cpu")
     return device
 
 

@@ -104,16 +104,16 @@ class Upscaler:
         pad_batches: bool | None = None,
     ) -> None:
         if tile < 0 or tile_overlap < 0 or (tile and 2 * tile_overlap > tile):
-            raise UsageError(f"tile {tile}, tile_overlap {tile_overlap}: need tile >= 0 and overlap <= tile/2")
+            raise UsageError(f"`tile` {tile}, `tile_overlap` {tile_overlap}: need tile >= 0 and overlap <= tile/2")
         if batch < 1:
-            raise UsageError(f"batch must be at least 1, got {batch}")
+            raise UsageError(f"`batch` must be at least 1, got {batch}")
         self.descriptor = descriptor or getattr(model, "descriptor", None)
         if not isinstance(self.descriptor, ModelDescriptor):
             raise TypeError("the model has no descriptor: load it with vsr.load_model, or pass descriptor=")
         self.device = resolve_device(device)
         self.dtype = resolve_precision(precision, self.device)
         if self.device.type == "cuda" and self.dtype == torch.bfloat16 and not torch.cuda.is_bf16_supported():
-            raise UsageError(f"{self.device} does not support bf16; use precision fp16 or fp32")
+            raise UsageError(f"{self.device} does not support bf16; use `precision` fp16 or fp32")
         self.scale, self.multiple = self.descriptor.scale, self.descriptor.multiple
         self.value_range = self.descriptor.value_range
         self.tile, self.tile_overlap, self.batch = tile, tile_overlap, batch
@@ -273,7 +273,7 @@ class Upscaler:
         if self.batch == 1:
             raise ProcessingError(
                 f"out of memory on {self.device} with batch 1 and {plan.tile_h}x{plan.tile_w} tiles; "
-                "use a smaller tile or a device with more memory"
+                "use a smaller `tile` or a device with more memory"
             )
         self.batch //= 2
         self.stats.oom_halvings += 1

@@ -104,7 +104,7 @@ def resolve(name: str, weights: Path | None) -> tuple[str, tuple[Path, ...]]:
         return "official", pair
     hint = f" or run `vsr weights download {name}`" if name in SOURCES else ""
     raise WeightsError(f"{name} weights not found in {folder}: put {ADCSR_NET} and {ADCSR_DECODER} there "
-                       f"(or pass --weights DIR){hint}")
+                       f"(or give `weights` DIR){hint}")
 
 
 def present(name: str) -> bool:

@@ -59,7 +59,7 @@ def join_segments(partial: Path, fmt: str, info: VideoInfo, paths: list[Path], a
                         stats.repaired_dts += 1
                         if packet.pts is not None and packet.dts > packet.pts:
                             raise ProcessingError(f"{path}: cannot keep decode timestamps increasing at a segment "
-                                                  f"boundary (pts {packet.pts}); try a larger --segment-seconds")
+                                                  f"boundary (pts {packet.pts}); try a larger `segment_seconds`")
                     last_dts = packet.dts
                     if copier is not None:
                         copier.pump(float(packet.dts * tb))

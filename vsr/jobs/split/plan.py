@@ -26,7 +26,7 @@ def plan_segments(path: Path, seconds: float) -> tuple[list[Segment], Fraction, 
     """Cut the first video stream at keyframes into segments of about ``seconds`` (each at least that
     long, the last possibly shorter). Returns the segments, the stream's time base and its start pts."""
     if seconds <= 0:
-        raise UsageError(f"--segment-seconds {seconds} must be above zero")
+        raise UsageError(f"`segment_seconds` {seconds} must be above zero")
     with open_input(path) as container:
         stream = container.streams.video[0]
         tb = stream.time_base or Fraction(1, 1000)

@@ -80,9 +80,9 @@ def prepare_job(session: Session, reader: VideoReader, dst: Path, partial: Path,
     """Plan the segments of ``reader``'s video (already peeked) and open (or resume) its work directory."""
     config, info = session.config, reader.info
     if reader.is_section:
-        raise UsageError("--segment-seconds splits whole videos; it cannot be combined with --start/--duration")
+        raise UsageError("`segment_seconds` splits whole videos; it cannot be combined with `start`/`duration`")
     if info.is_sequence:
-        raise UsageError("--segment-seconds needs a video file input, not an image sequence")
+        raise UsageError("`segment_seconds` needs a video file input, not an image sequence")
     if config.encode.encoder != "pyav":
         raise UsageError("--segment-seconds joins segments made by PyAV's encoders; drop --encoder ffmpeg")
     settings = encode_settings(info, config, codec)
@@ -148,7 +148,7 @@ def _store(job: SegmentJob, result: SegmentResult) -> None:
         os.replace(tmp, path)
         result.data = None
     elif not path.is_file() or path.stat().st_size != result.nbytes:
-        raise ProcessingError(f"{path}: the worker's segment file is not there; --work-dir must be a folder "
+        raise ProcessingError(f"{path}: the worker's segment file is not there; `work_dir` must be a folder "
                               f"every node of the cluster sees at the same path")
     job.work.record(result)
     job.done[result.index] = {"frames": result.frames, "sha256": result.sha256}

@@ -73,13 +73,13 @@ class WorkDir:
             except (OSError, ValueError):
                 pass
             if not resume and not overwrite:
-                raise UsageError(f"{path}: holds the segments of an unfinished run; pass --resume to continue it "
-                                 f"or --overwrite to start over")
+                raise UsageError(f"{path}: holds the segments of an unfinished run; use `resume` to continue it "
+                                 f"or `overwrite` to start over")
             if resume and old is not None and old != plan:
                 changed = sorted(k for k in plan if old.get(k) != plan[k])
                 if not overwrite:
                     raise UsageError(f"{path}: was made for a different input or settings ({', '.join(changed)} "
-                                     f"changed); pass --overwrite to start over")
+                                     f"changed); use `overwrite` to start over")
                 resume = False
             if not resume or old is None:
                 shutil.rmtree(path, ignore_errors=True)
