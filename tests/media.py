@@ -104,6 +104,20 @@ def video_frames(path: Path) -> list[tuple[Fraction, int | None]]:
         return [(f.pts * f.time_base, f.duration) for f in c.decode(c.streams.video[0])]
 
 
+def decodable_times(path: Path) -> list[Fraction]:
+    """Pts in seconds of every frame PyAV can decode from the first video stream, skipping the
+    packets the decoder rejects (what a damaged file really holds)."""
+    out = []
+    with av.open(str(path)) as c:
+        s = c.streams.video[0]
+        for packet in c.demux(s):
+            try:
+                out += [f.pts * f.time_base for f in packet.decode()]
+            except av.error.InvalidDataError:
+                continue
+    return out
+
+
 def packets(path: Path, kind: str = "audio") -> list[tuple[bytes, Fraction | None]]:
     """(payload, pts in seconds) of every packet of the first stream of ``kind``."""
     with av.open(str(path)) as c:

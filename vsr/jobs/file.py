@@ -54,6 +54,7 @@ class RunSummary:
     copied_packets: int = 0  # packets of audio, subtitle and data streams copied
     damaged_packets: int = 0  # input packets the decoder rejected (concealed)
     repaired_pts: int = 0  # frames whose timestamps did not increase, moved (damaged input)
+    splices: int = 0  # places where timestamps went back and the rest was shifted (all streams)
     stats: dict = field(default_factory=dict)
     note: str = ""  # one line on how the work was spread (Ray: actors, retries, frames per actor/node)
 
@@ -114,11 +115,10 @@ def upscale_file(session: Session, src: str | Path, dst: str | Path | None = Non
     if whole and listed and summary.frames < listed:
         log.warning("%s: only %d of the %d frames its container lists could be read (truncated or damaged "
                     "file); all of those were written", src, summary.frames, listed)
-    summary.stats["concealed_frames"] = reader.concealed_frames
     if reader.damaged_packets or reader.corrupt_frames:
-        log.warning("%s: damaged input concealed: %d packet(s) the decoder rejected (their %d frame(s) written "
-                    "as a repeat of the frame before), %d frame(s) decoded with errors", src,
-                    reader.damaged_packets, reader.concealed_frames, reader.corrupt_frames)
+        log.warning("%s: damaged input: %d packet(s) the decoder rejected (no frame came out of them; the frame "
+                    "before stays on screen until the next), %d frame(s) decoded with errors (written as decoded)",
+                    src, reader.damaged_packets, reader.corrupt_frames)
     return summary
 
 
@@ -170,8 +170,12 @@ def _video(session: Session, reader: VideoReader, partial: Path | None, dst: Pat
     if report.repaired_pts:
         log.warning("%s: %d frame(s) had timestamps that did not increase (damaged input); each was moved "
                     "one tick after the frame before", reader.path, report.repaired_pts)
+    if report.splices:
+        log.warning("%s: timestamps went back %d time(s) (a splice, or a reset clock); every stream continues "
+                    "from where it stood there, so no time is lost and audio stays in sync", reader.path,
+                    report.splices)
     return RunSummary(reader.path, dst, session.model_name, stats.frames_written, 0.0, size, report.copied_packets,
-                      repaired_pts=report.repaired_pts, stats={**vars(stats), "frame_bound": executor.frame_bound()},
+                      repaired_pts=report.repaired_pts, splices=report.splices, stats={**vars(stats), "frame_bound": executor.frame_bound()},
                       note=stats.note())
 
 

@@ -6,6 +6,7 @@ pixels end to end, so the writer can stamp each output frame with its input pts.
 
 from __future__ import annotations
 
+import itertools
 import math
 from dataclasses import replace
 from fractions import Fraction
@@ -20,7 +21,8 @@ from vsr.media.color import ColorTags, Hdr10, RgbConverter
 from vsr.media.decord_frames import decord_frames
 from vsr.media.filters import Deinterlacer, wants_deinterlace
 from vsr.media.frame import FIELD_ORDERS, STREAM_KEYS_DROPPED, Frame, VideoInfo
-from vsr.media.probe import IMAGE_FORMATS, open_input
+from vsr.media.probe import IMAGE_FORMATS, choose_video_stream, open_input
+from vsr.media.seek import Keyframe, seek_keyframe
 from vsr.media.sequence import is_sequence, open_sequence
 
 DECODERS = ("pyav", "decord")  # --decoder choices; PyAV is the default and reads every bit depth
@@ -38,17 +40,20 @@ class VideoReader:
         deinterlace: str = "off",
         fps: float | None = None,
         decoder: str = "pyav",
+        video_stream: int | None = None,
+        keyframe: Keyframe | None = None,
     ) -> None:
+        """``video_stream``: the index of the stream to read (None: the default one, see
+        probe.choose_video_stream); ``keyframe``: where a planned section's keyframe is (split runs)."""
         if decoder not in DECODERS:
             raise UsageError(f"`decoder` {decoder!r}: use one of {', '.join(DECODERS)}")
         self.decoder = decoder
         self.path = Path(path)
         self.start, self.duration, self.deinterlace = start, duration, deinterlace
+        self.keyframe = keyframe
         self.deinterlaced = False  # set by peek(): whether frames go through the deinterlacer
-        self.damaged_packets = 0  # packets the decoder rejected (concealed damage)
+        self.damaged_packets = 0  # packets the decoder rejected: their frames do not exist
         self.corrupt_frames = 0  # frames the decoder marked corrupt but could still output
-        self.concealed_frames = 0  # frames of lost packets, written as a repeat of the frame before
-        self._pending_pts: list[int] = []  # pts of demuxed packets whose frame has not come out yet
         self.sequence = is_sequence(self.path, fps)  # frames from a pattern or folder of images
         sequence_frames = None
         if self.sequence:
@@ -56,7 +61,7 @@ class VideoReader:
         else:
             self.container = open_input(self.path)
         try:
-            self.stream = self._video_stream()
+            self.stream = self._video_stream(video_stream)
         except InputError:
             self.container.close()
             raise
@@ -88,12 +93,13 @@ class VideoReader:
             sample_aspect_ratio=self.stream.sample_aspect_ratio,
             color=ColorTags.of(cc),
             field_order=FIELD_ORDERS.get(int(cc.field_order or 0), "unknown"),
+            stream_index=self.stream.index,
             metadata={k: v for k, v in self.stream.metadata.items()
                       if k.lower() not in STREAM_KEYS_DROPPED and not k.upper().startswith("DURATION")},
         )
         first = self.stream.start_time or 0
-        start_pts = first + round((start or 0) / tb)
-        end_pts = None if duration is None else start_pts + round(duration / tb)
+        start_pts = first + ticks_at_or_after(start or 0, tb)
+        end_pts = None if duration is None else first + ticks_at_or_after((start or 0) + duration, tb)
         # The section in stream time-base units: [start, end); start is where the output's zero lies.
         self.section_pts: tuple[int, int | None] = (start_pts, end_pts)
         self._first: av.VideoFrame | None = None
@@ -104,12 +110,9 @@ class VideoReader:
         """Whether only a section is read (start or duration): its output starts at zero."""
         return bool(self.start) or self.duration is not None
 
-    def _video_stream(self) -> av.video.stream.VideoStream:
-        """The first video stream, threaded decoding on, or InputError saying why it is unusable."""
-        if not self.container.streams.video:
-            kinds = sorted({s.type for s in self.container.streams}) or ["no streams"]
-            raise InputError(f"{self.path}: has no video stream ({', '.join(kinds)})")
-        stream = self.container.streams.video[0]
+    def _video_stream(self, index: int | None) -> av.video.stream.VideoStream:
+        """The chosen video stream, threaded decoding on, or InputError saying why it is unusable."""
+        stream = choose_video_stream(self.container, index, self.path)
         stream.thread_type = "AUTO"
         cc = stream.codec_context
         if cc is None:
@@ -129,11 +132,17 @@ class VideoReader:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def _decoded(self) -> Iterator[av.VideoFrame]:
-        """Decoded frames; packets the decoder rejects are counted and skipped (concealed damage)."""
-        for packet in self.container.demux(self.stream):
-            if packet.pts is not None and packet.size:
-                self._pending_pts.append(packet.pts)
+    def _decoded(self, first: av.Packet | None = None) -> Iterator[av.VideoFrame]:
+        """Decoded frames (from packet ``first`` on, when given); packets the decoder rejects are
+        counted and skipped (their frames do not exist); a demuxer failure is an InputError."""
+        packets = itertools.chain([first] if first is not None else [], self.container.demux(self.stream))
+        while True:
+            try:
+                packet = next(packets, None)
+            except av.error.FFmpegError as e:
+                raise InputError(f"{self.path}: reading the file failed ({e})") from e
+            if packet is None:
+                return
             try:
                 yield from packet.decode()
             except av.error.InvalidDataError:
@@ -146,11 +155,13 @@ class VideoReader:
         tb = self.info.time_base
         step = int(1 / (self.info.frame_rate * tb)) if self.info.frame_rate else 1
         start_pts, end_pts = self.section_pts
+        first = None
         if self.start:
-            # Seek to the keyframe at or before the start; frames before it are decoded and dropped.
-            self.container.seek(start_pts, stream=self.stream, backward=True, any_frame=False)
+            # Decode from a keyframe at or before the start (checked: see vsr.media.seek); frames
+            # before the start are decoded and dropped.
+            first = seek_keyframe(self.container, self.stream, start_pts, self.keyframe)
         last_pts = None
-        for vf in self._decoded():
+        for vf in self._decoded(first):
             if vf.pts is None:
                 vf.pts = last_pts + step if last_pts is not None else 0
             last_pts = vf.pts
@@ -208,9 +219,8 @@ class VideoReader:
             return
         convert = RgbConverter(self.info.color, self.info.bit_depth)
         tb = self.info.time_base
-        index, last_pts, image = 0, None, None
         self._first = None  # the chain holds it now; do not keep a decoded frame alive
-        for vf in _chain(first, self._iter):
+        for index, vf in enumerate(_chain(first, self._iter)):
             if (vf.width, vf.height) != (self.info.width, self.info.height):
                 raise InputError(
                     f"{self.path}: frame {index} is {vf.width}x{vf.height}, the stream started at "
@@ -218,30 +228,13 @@ class VideoReader:
                 )
             if vf.is_corrupt:
                 self.corrupt_frames += 1
-            previous, image = image, convert(vf)
-            for pts in self._conceal(last_pts, vf.pts):  # frames lost before this one
-                yield Frame(index, pts, tb, None, previous if previous is not None else image)
-                index += 1
-            yield Frame(index, vf.pts, tb, vf.duration or None, image)
-            index, last_pts = index + 1, vf.pts
-        for pts in self._conceal(last_pts, None):  # frames lost at the end
-            yield Frame(index, pts, tb, None, image)
-            index += 1
+            yield Frame(index, vf.pts, tb, vf.duration or None, convert(vf))
 
-    def _conceal(self, after: int | None, before: int | None) -> list[int]:
-        """Pts of packets whose frame never came out (the decoder rejected or dropped it), strictly
-        between two written frames: they are filled with a repeat of the frame before (what players
-        show), so damage costs no frame and no time. Frames come out in pts order, so a packet pts
-        below ``before`` that was not written is lost for good."""
-        if self.deinterlaced or not self._pending_pts:
-            return []
-        start, end = self.section_pts
-        lost = sorted(p for p in self._pending_pts if before is None or p < before)
-        self._pending_pts = [p for p in self._pending_pts if before is not None and p > before]
-        keep = [p for p in lost if (after is None or p > after) and (not self.start or p >= start)
-                and (end is None or p < end)]
-        self.concealed_frames += len(keep)
-        return keep
+
+def ticks_at_or_after(seconds: float | Fraction, tb: Fraction) -> int:
+    """The first tick of ``tb`` at or after ``seconds``: the frames of a section [start, end) are those
+    whose time t satisfies start <= t < end. Floats that mean a tick (0.2 at 1/25) count as that tick."""
+    return math.ceil(Fraction(seconds) / tb - Fraction(1, 10**6))
 
 
 def _chain(first: av.VideoFrame, rest: Iterator[av.VideoFrame]) -> Iterator[av.VideoFrame]:

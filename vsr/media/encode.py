@@ -25,6 +25,7 @@ from vsr.media.color import UNSPECIFIED, ColorTags, YuvConverter, matrix
 from vsr.media.containers import MOV_FORMATS, codec_family
 from vsr.media.frame import Frame, VideoInfo
 from vsr.media.streams import StreamCopier
+from vsr.media.timeline import Continuity
 
 log = logging.getLogger("vsr")
 
@@ -41,6 +42,15 @@ class WriteReport:
     frames: int  # frames written
     repaired_pts: int = 0  # frames whose input pts did not increase, moved (damaged input)
     copied_packets: int = 0  # packets of the other streams muxed beside the video
+    first_pts: int | None = None  # input pts of the first frame written (before any repair)
+    last_pts: int | None = None  # ... and of the last
+    splices: int = 0  # places where the timestamps went back and the rest was shifted (video and copied)
+
+
+def report(frames: int, timeline: Continuity, copier: StreamCopier | None) -> WriteReport:
+    """A writer's report from its video timeline and its copier."""
+    return WriteReport(frames, timeline.repaired, copier.copied if copier is not None else 0, timeline.first_in,
+                       timeline.last_in, timeline.splices + (copier.splices if copier is not None else 0))
 
 
 class FrameWriter(Protocol):
@@ -106,7 +116,7 @@ def add_other_streams(out: av.container.OutputContainer, video: av.stream.Stream
     a timecode track of the input rides on the video stream's tags."""
     if info.is_sequence:
         return None
-    copier = StreamCopier(info.path, out, audio, subtitles, section)
+    copier = StreamCopier(info.path, out, audio, subtitles, section, info.stream_index)
     if copier.timecode and "timecode" not in video.metadata:
         video.metadata["timecode"] = copier.timecode
     return copier
@@ -130,22 +140,6 @@ def release_output(out: av.container.OutputContainer, copier: StreamCopier | Non
         out.close()
     except (OSError, av.error.FFmpegError):
         pass
-
-
-class IncreasingPts:
-    """Output pts must increase; damaged input timestamps (repeated or going back) are moved one tick
-    after the frame before, and counted."""
-
-    def __init__(self) -> None:
-        self.last: int | None = None
-        self.repaired = 0  # frames moved
-
-    def __call__(self, pts: int) -> int:
-        if self.last is not None and pts <= self.last:
-            pts = self.last + 1
-            self.repaired += 1
-        self.last = pts
-        return pts
 
 
 class VideoWriter:
@@ -181,7 +175,7 @@ class VideoWriter:
             raise
         self.convert = YuvConverter(output_tags(info), settings.pix_fmt, size[1])
         self._durations: dict[int, int] = {}
-        self.increasing = IncreasingPts()
+        self.timeline = Continuity(self.time_base)
         self.frames = 0
 
     def _add_video(self, fmt: str, settings: EncodeSettings) -> av.video.stream.VideoStream:
@@ -203,13 +197,13 @@ class VideoWriter:
             if packet.pts in self._durations:
                 packet.duration = self._durations.pop(packet.pts)
             if self.copier is not None and packet.dts is not None:
-                self.copier.pump(float((packet.dts + self.offset) * packet.time_base))
+                self.copier.pump(float(packet.dts * packet.time_base))
             self.out.mux(packet)
 
     def write(self, frame: Frame) -> None:
         assert frame.image.shape[1::-1] == self.size, "writer gets frames of the size it was opened with"
         vf = self.convert(frame.image)
-        vf.pts = self.increasing(frame.pts - self.offset)
+        vf.pts = self.timeline(frame.pts - self.offset, frame.duration)
         vf.time_base = self.time_base
         if frame.duration:
             self._durations[vf.pts] = frame.duration
@@ -227,7 +221,7 @@ class VideoWriter:
             except (OSError, av.error.FFmpegError) as e:
                 raise ProcessingError(f"{self.out.name}: finishing the output failed ({e})") from e
             finish_output(self.out, self.copier)
-            return WriteReport(self.frames, self.increasing.repaired, self.copier.copied if self.copier else 0)
+            return report(self.frames, self.timeline, self.copier)
         finally:
             self.abort()
 

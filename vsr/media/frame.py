@@ -44,6 +44,7 @@ class VideoInfo:
     hdr: Hdr10 | None = None  # HDR10 mastering display / content light level of the first frame
     rotation: int = 0  # degrees, from the display matrix of the first frame
     field_order: str = "progressive"  # progressive | tt | bb | tb | bt | unknown
+    stream_index: int = 0  # the video stream read (an index into the container's streams)
     metadata: dict = field(default_factory=dict)  # the video stream's own tags (language, title, ...)
 
 

@@ -84,6 +84,40 @@ def open_input(path: str | Path) -> av.container.InputContainer:
         raise InputError(f"{p}: not a readable video or image ({e.__class__.__name__}: {e})") from e
 
 
+def is_attached_picture(stream: av.stream.Stream) -> bool:
+    """Cover art: a video stream that is one still picture (attached_pic disposition)."""
+    return bool(stream.disposition & av.stream.Disposition.attached_pic)
+
+
+def describe(stream: av.stream.Stream) -> str:
+    """``#1 h264 1280x720 (default)``: a video stream as messages name it."""
+    cc = stream.codec_context
+    size = f" {cc.width}x{cc.height}" if cc is not None and cc.width else ""
+    marks = [m for m, on in (("default", stream.disposition & av.stream.Disposition.default),
+                             ("cover art", is_attached_picture(stream))) if on]
+    return f"#{stream.index} {cc.name if cc is not None else 'unknown'}{size}" + (f" ({', '.join(marks)})" if marks else "")
+
+
+def choose_video_stream(container: av.container.InputContainer, index: int | None = None,
+                        path: object = "") -> av.video.stream.VideoStream:
+    """The video stream a run upscales: stream ``index`` (as `vsr probe` numbers them) when given;
+    else the default-disposition stream that is not cover art, else the first that is not cover art,
+    else the first video stream. InputError when there is none (or ``index`` is not a video stream)."""
+    videos = list(container.streams.video)
+    if index is not None:
+        chosen = next((s for s in videos if s.index == index), None)
+        if chosen is None:
+            listed = ", ".join(describe(s) for s in videos) or "none"
+            raise InputError(f"{path}: `video_stream` {index} is not a video stream (video streams: {listed})")
+        return chosen
+    if not videos:
+        kinds = sorted({s.type for s in container.streams}) or ["no streams"]
+        raise InputError(f"{path}: has no video stream ({', '.join(kinds)})")
+    moving = [s for s in videos if not is_attached_picture(s)]
+    default = [s for s in moving if s.disposition & av.stream.Disposition.default]
+    return (default or moving or videos)[0]
+
+
 def _bit_depth(pix_fmt: str | None) -> int | None:
     if not pix_fmt:
         return None

@@ -16,7 +16,10 @@ from typing import Iterator
 
 import av
 
-from vsr.media.probe import open_input
+from vsr.errors import ProcessingError
+
+from vsr.media.probe import describe, is_attached_picture, open_input
+from vsr.media.timeline import Continuity
 
 log = logging.getLogger("vsr")
 
@@ -109,7 +112,10 @@ class StreamCopier:
         audio: bool = True,
         subtitles: bool = True,
         section: tuple[float, float | None] | None = None,
+        main_video: int = 0,
     ) -> None:
+        """``main_video``: the index of the video stream being upscaled (the writer's own); other video
+        streams are copied when they are cover art and named in a warning otherwise."""
         self.src = open_input(source)
         self.out, self.section = out, section  # section: (start, end or None) seconds in the input's timeline
         self.routes: dict[int, _Route] = {}
@@ -118,7 +124,9 @@ class StreamCopier:
         fmt = out.format.name
         self._copy_metadata(self.src.metadata, out.metadata)
         for s in self.src.streams:
-            if s.type == "audio" and audio:
+            if s.type == "video" and s.index != main_video:
+                self._add_video(s)
+            elif s.type == "audio" and audio:
                 self._add_audio(s, fmt)
             elif s.type == "subtitle" and subtitles:
                 self._add_subtitle(s, fmt)
@@ -128,6 +136,7 @@ class StreamCopier:
                 self._add_attachment(s, fmt)
         self._copy_chapters()
         self._pending: av.Packet | None = None
+        self.timelines: dict[int, Continuity] = {}  # per input stream: strictly increasing times
         wanted = [self.src.streams[i] for i in self.routes]
         if wanted and section is not None and section[0] > 0:
             # A section deep into a long file: start reading near it, not from the beginning (the
@@ -190,6 +199,18 @@ class StreamCopier:
         log.info("subtitle #%d: converting %s to %s for %s (styling is not kept)", s.index, codec, target, fmt)
         self._finish(s, dst, "to_mov_text" if target == "mov_text" else "to_srt")
 
+    def _add_video(self, s: av.stream.Stream) -> None:
+        """Cover art is copied as it is; any other video stream is not carried over, said by name."""
+        if is_attached_picture(s):
+            try:
+                self._finish(s, self.out.add_stream_from_template(s), "copy")
+                return
+            except (ValueError, av.error.FFmpegError) as e:
+                log.warning("dropping cover art %s: %s cannot hold it (%s)", describe(s), self.out.format.name, e)
+                return
+        log.warning("video stream %s is not carried over: vsr upscales one video stream (`video_stream` "
+                    "picks which)", describe(s))
+
     def _add_data(self, s: av.stream.Stream) -> None:
         if "timecode" in s.metadata:
             # A timecode track (QuickTime tmcd): muxers rebuild it from the video stream's timecode tag.
@@ -242,10 +263,32 @@ class StreamCopier:
             packet.dts -= offset
         return True
 
+    def _next(self) -> av.Packet | None:
+        """The next packet to mux, in the output's timeline (section shift, then the continuity rule
+        of vsr.media.timeline on its decode time); None at the end."""
+        for packet in self._packets:
+            if packet.size == 0 or not self._in_section(packet):  # demuxer flush packet, or outside
+                continue
+            ts = packet.dts if packet.dts is not None else packet.pts
+            if ts is not None:
+                timeline = self.timelines.setdefault(packet.stream_index, Continuity(packet.time_base))
+                moved = timeline(ts, packet.duration) - ts
+                if moved:
+                    packet.dts = packet.dts + moved if packet.dts is not None else None
+                    packet.pts = packet.pts + moved if packet.pts is not None else None
+            return packet
+        return None
+
+    @property
+    def splices(self) -> int:
+        """Places where a copied stream's timestamps went back and the rest of it was shifted."""
+        return sum(t.splices for t in self.timelines.values())
+
     def pump(self, until: float | None) -> None:
-        """Mux every packet whose decode time is at or before ``until`` seconds (None: all, and flush)."""
+        """Mux every packet whose decode time in the output is at or before ``until`` seconds (the
+        video's output time; None: all, and flush)."""
         while True:
-            packet = self._pending or next(self._packets, None)
+            packet = self._pending or self._next()
             self._pending = None
             if packet is None:
                 if until is None:
@@ -253,17 +296,20 @@ class StreamCopier:
                         for p in route.flush():
                             self.out.mux(p)
                 return
-            if packet.size == 0:  # demuxer flush packet
-                continue
             ts = packet.dts if packet.dts is not None else packet.pts
             if until is not None and ts is not None and float(ts * packet.time_base) > until:
                 self._pending = packet
                 return
-            if not self._in_section(packet):
-                continue
-            for p in self.routes[packet.stream_index].packets(packet):
-                self.out.mux(p)
-                self.copied += 1
+            try:
+                for p in self.routes[packet.stream_index].packets(packet):
+                    self.out.mux(p)
+                    self.copied += 1
+            except (OSError, ValueError, av.error.FFmpegError) as e:
+                s = self.src.streams[packet.stream_index]
+                when = float(ts * packet.time_base) if ts is not None else float("nan")
+                raise ProcessingError(f"{self.out.name}: {s.type} stream #{s.index} "
+                                      f"({s.codec_context.name if s.codec_context else 'unknown'}) at {when:.3f} s "
+                                      f"could not be muxed: {e}") from e
 
     def close(self) -> None:
         self.src.close()

@@ -3,7 +3,8 @@ timestamps kept strictly increasing), the input's other streams added once."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from fractions import Fraction
 from pathlib import Path
 
 import av
@@ -21,9 +22,20 @@ from vsr.media.frame import VideoInfo
 
 
 @dataclass
+class SegmentSpan:
+    """What one segment file holds: its packets, and the first and last pts in ``time_base``."""
+
+    packets: int
+    first_pts: int | None
+    last_pts: int | None
+    time_base: Fraction
+
+
+@dataclass
 class JoinStats:
     packets: int = 0
     repaired_dts: int = 0  # packets whose decode timestamp was moved up to keep them increasing
+    spans: list[SegmentSpan] = field(default_factory=list)  # per segment, in order
 
 
 def join_segments(partial: Path, fmt: str, info: VideoInfo, paths: list[Path], audio: bool, subtitles: bool,
@@ -49,9 +61,15 @@ def join_segments(partial: Path, fmt: str, info: VideoInfo, paths: list[Path], a
                 if stream.time_base != tb or stream.codec_context.extradata != extradata:
                     raise ProcessingError(f"{path}: segment's time base or codec headers differ from the first "
                                           f"segment's; it cannot be joined without re-encoding")
+                span = SegmentSpan(0, None, None, tb)
+                stats.spans.append(span)
                 for packet in seg.demux(stream):
                     if not packet.size:
                         continue
+                    span.packets += 1
+                    if packet.pts is not None:
+                        span.first_pts = packet.pts if span.first_pts is None else min(span.first_pts, packet.pts)
+                        span.last_pts = packet.pts if span.last_pts is None else max(span.last_pts, packet.pts)
                     if packet.dts is None:  # Matroska stores no dts: any increasing value up to pts
                         packet.dts = packet.pts if last_dts is None else min(last_dts + 1, packet.pts)
                     if last_dts is not None and packet.dts <= last_dts:

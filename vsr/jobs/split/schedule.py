@@ -16,6 +16,7 @@ import time
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
@@ -87,7 +88,7 @@ def prepare_job(session: Session, reader: VideoReader, dst: Path, partial: Path,
         raise UsageError("--segment-seconds joins segments made by PyAV's encoders; drop --encoder ffmpeg")
     settings = encode_settings(info, config, codec)
     size = output_size(info, config, settings.pix_fmt)
-    segments, tb, first = plan_segments(reader.path, config.execution.segment_seconds)
+    segments, tb, first = plan_segments(reader.path, config.execution.segment_seconds, info.stream_index)
     deinterlace = ("double" if config.timing.deinterlace == "double" else "on") if reader.deinterlaced else "off"
     ext = dst.suffix.lower()
     plan = fingerprint(reader.path, config.to_dict(), session.model_name, session.weights_hash, segments)
@@ -130,15 +131,33 @@ def run_jobs(session: Session, jobs: list[SegmentJob], label: str, fail_fast: bo
 def _failed(job: SegmentJob, error: VsrError, fail_fast: bool) -> None:
     if fail_fast or isinstance(error, Interrupted):
         raise error
-    if str(job.src) not in str(error):  # every message names its file
-        error = type(error)(f"{job.src}: {error}")
-    job.error = error
+    job.error = error.about(job.src)  # every message names its file
     log.error("%s", error)
+
+
+def _check(job: SegmentJob, index: int, frames: int, first: int | None, last: int | None,
+           time_base: Fraction | None = None) -> None:
+    """A segment must hold exactly the frames its plan counted from the packets, first and last pts
+    included (``time_base``: of ``first`` and ``last`` when it is not the input's); ProcessingError if not."""
+    task = job.tasks[index]
+    seg, deint = task.segment, task.deinterlace
+    want = seg.frames * (2 if deint == "double" else 1)
+    if frames != want:
+        raise ProcessingError(f"{job.src}: segment {index} holds {frames} frames, its plan {want} (pts "
+                              f"{seg.start_pts}-{seg.last_pts}); the input's frames could not all be decoded there")
+    if deint != "off" or first is None or last is None:
+        return  # deinterlaced frames carry the filter's timestamps
+    tb_in = task.time_base
+    scale = (lambda p: round(p * tb_in / time_base)) if time_base is not None and time_base != tb_in else (lambda p: p)
+    if (first, last) != (scale(seg.start_pts), scale(seg.last_pts)):
+        raise ProcessingError(f"{job.src}: segment {index} spans pts {first}-{last}, its plan "
+                              f"{scale(seg.start_pts)}-{scale(seg.last_pts)}")
 
 
 def _store(job: SegmentJob, result: SegmentResult) -> None:
     """Keep a finished segment: bytes from the object store are written here, a file a worker wrote
     to the shared work directory is checked; then its record makes it count as done."""
+    _check(job, result.index, result.frames, result.first_pts, result.last_pts)
     path = job.work.segment_path(result.index)
     if result.data is not None:
         if hashlib.sha256(result.data).hexdigest() != result.sha256:
@@ -168,9 +187,8 @@ def _join(job: SegmentJob) -> None:
     paths = [job.work.segment_path(t.segment.index) for t in job.tasks]
     task = job.tasks[0]
     stats = join_segments(job.partial, task.fmt, task.info, paths, job.audio, job.subtitles, job.tags)
-    expected = sum(int(r["frames"]) for r in job.done.values())
-    if stats.packets != expected:
-        raise ProcessingError(f"{job.src}: joined {stats.packets} frames but the segments hold {expected}")
+    for t, span in zip(job.tasks, stats.spans, strict=True):
+        _check(job, t.segment.index, span.packets, span.first_pts, span.last_pts, span.time_base)
     os.replace(job.partial, job.dst)
     job.work.remove()
     job.repaired_dts, job.finished = stats.repaired_dts, True

@@ -58,6 +58,8 @@ class SegmentResult:
     nbytes: int
     sha256: str
     seconds: float  # wall time of the segment on its worker
+    first_pts: int | None = None  # input pts of its first and last frame, checked against the plan
+    last_pts: int | None = None
     data: bytes | None = None  # the file's bytes when the task had no dest
 
 
@@ -81,7 +83,6 @@ class SegmentEncoder:
         self.final = Path(task.dest) if task.dest is not None else Path(self.tmp_dir) / f"segment{task.ext}"
         self.partial = self.final.with_name(self.final.name + ".partial")
         self.writer: VideoWriter | None = None
-        self.frames = 0
 
     def run(self, upscaler: Any, on_frame: Callable[[int], None] | None = None,
             on_tick: Callable[[], None] | None = None) -> None:
@@ -92,14 +93,15 @@ class SegmentEncoder:
         duration = None if seg.end_pts is None else (seg.end_pts - begin) * task.time_base
         try:
             with VideoReader(task.src, start=start, duration=duration, deinterlace=task.deinterlace,
-                             decoder=task.decoder) as reader:
+                             decoder=task.decoder, video_stream=task.info.stream_index,
+                             keyframe=seg.keyframe) as reader:
                 if reader.peek() is None:
                     raise InputError(f"{task.src}: segment {seg.index} has no decodable frame")
                 self.writer = VideoWriter(self.partial, task.fmt, task.info, task.size, task.settings,
                                           other_streams=False)
                 executor = LocalExecutor(upscaler, task.size, queue_size=task.queue_size,
                                          group=upscaler.frames_per_call(task.info.width, task.info.height))
-                self.frames = executor.run(reader, self.writer, on_frame=on_frame, on_tick=on_tick).frames_written
+                executor.run(reader, self.writer, on_frame=on_frame, on_tick=on_tick)
         except BaseException:
             self.abort()
             raise
@@ -107,13 +109,16 @@ class SegmentEncoder:
     def finish(self) -> SegmentResult:
         assert self.writer is not None, "run() comes first"
         try:
-            self.writer.close()
+            report = self.writer.close()
             os.replace(self.partial, self.final)
             index, seconds = self.task.segment.index, time.monotonic() - self.t0
+            span = (report.first_pts, report.last_pts)
             if self.task.dest is None:  # read once: the bytes go back through the object store
                 data = self.final.read_bytes()
-                return SegmentResult(index, self.frames, len(data), hashlib.sha256(data).hexdigest(), seconds, data)
-            return SegmentResult(index, self.frames, self.final.stat().st_size, file_sha256(self.final), seconds)
+                return SegmentResult(index, report.frames, len(data), hashlib.sha256(data).hexdigest(), seconds,
+                                     *span, data)
+            return SegmentResult(index, report.frames, self.final.stat().st_size, file_sha256(self.final), seconds,
+                                 *span)
         finally:
             self.abort()
 

@@ -32,8 +32,8 @@ import numpy as np
 from vsr.errors import ProcessingError
 from vsr.media.codecs import EncodeSettings
 from vsr.media.encode import (
-    IncreasingPts,
     WriteReport,
+    report,
     add_other_streams,
     finish_output,
     open_output,
@@ -50,6 +50,7 @@ from vsr.media.ffmpeg.binary import (
 )
 from vsr.media.frame import Frame, VideoInfo
 from vsr.media.streams import StreamCopier
+from vsr.media.timeline import Continuity
 
 log = logging.getLogger("vsr")
 
@@ -85,7 +86,7 @@ class FFmpegWriter:
         self.copier: StreamCopier | None = None
         self.proc: subprocess.Popen | None = None
         self.frames = 0  # frames sent to ffmpeg
-        self.increasing = IncreasingPts()
+        self.timeline = Continuity(self.time_base)
         self.packets = 0  # video packets muxed
         self._high_bit: bool | None = None
         self._timing: dict[int, tuple[int, int]] = {}  # frame index → (output pts, duration), for the reorder window
@@ -220,7 +221,7 @@ class FFmpegWriter:
         packet.time_base = self.time_base
         packet.pts, packet.dts, packet.duration = pts, dts, duration
         if self.copier is not None:
-            self.copier.pump(float((dts + self.offset) * self.time_base))
+            self.copier.pump(float(dts * self.time_base))
         self.out.mux(packet)
         self.packets += 1
 
@@ -236,7 +237,7 @@ class FFmpegWriter:
         assert high_bit == self._high_bit, "writer gets frames of one bit depth"
         if self._error is not None or self.proc.poll() is not None:
             raise self._failure("encoding failed")
-        pts = self.increasing(frame.pts - self.offset)
+        pts = self.timeline(frame.pts - self.offset, frame.duration)
         self._timing[self.frames] = (pts, frame.duration or 0)
         data = np.ascontiguousarray(image.astype("<u2", copy=False) if high_bit else image)
         try:
@@ -256,7 +257,7 @@ class FFmpegWriter:
             if self.packets != self.frames:
                 raise ProcessingError(f"{self.out.name}: ffmpeg returned {self.packets} packets for {self.frames} frames")
             finish_output(self.out, self.copier)
-            return WriteReport(self.frames, self.increasing.repaired, self.copier.copied if self.copier else 0)
+            return report(self.frames, self.timeline, self.copier)
         finally:
             self.abort()
 
