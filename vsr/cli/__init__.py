@@ -80,13 +80,25 @@ def message(e: VsrError) -> str:
         text = f"{e.path}: {text}" if e.path else text
     else:
         text = str(e)
+    return flags_in(text)
+
+
+class FlagFormatter(logging.Formatter):
+    """Log lines name options as flags, as error lines do."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return flags_in(super().format(record))
+
+
+def flags_in(text: str) -> str:
+    """Options the library quotes in backticks (`overwrite`) as their flags (--overwrite)."""
     return re.sub(r"`([a-z_]+)`", lambda m: flag(m.group(1)) if m.group(1) in OPTIONS else m.group(0), text)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("vsr: %(message)s"))
+    handler.setFormatter(FlagFormatter("vsr: %(message)s"))
     log.handlers[:] = [handler]
     log.setLevel(logging.DEBUG if args.debug else logging.INFO)
     log.propagate = False

@@ -163,7 +163,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         for src in inputs:
             try:
                 if session.config.output.skip_existing and args.output is None:
-                    with VideoReader(src) as reader:
+                    with VideoReader(src, video_stream=session.config.timing.video_stream) as reader:
                         dst = default_output(src, session.config, reader.info, args.output_dir)
                     if dst.exists():
                         log.info("%s: skipped, %s exists", src, dst)

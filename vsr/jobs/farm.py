@@ -65,7 +65,8 @@ def read_manifest(path: Path) -> list[tuple[Path, Path | None]]:
 def _plan_file(session: Session, src: Path, dst: Path | None, output_dir: Path | None) -> SegmentJob | FileResult:
     """The job of one input, or the result of a file that is skipped (output exists)."""
     config = session.config
-    with VideoReader(src, deinterlace=config.timing.deinterlace, decoder=config.timing.decoder) as reader:
+    t = config.timing
+    with VideoReader(src, deinterlace=t.deinterlace, decoder=t.decoder, video_stream=t.video_stream) as reader:
         if reader.peek() is None:
             raise InputError(f"{src}: no video frame could be decoded")
         info = reader.info

@@ -32,6 +32,7 @@ from vsr.media.decode import VideoReader
 from vsr.media.encode import FrameWriter, VideoWriter
 from vsr.media.ffmpeg.writer import FFmpegWriter
 from vsr.media.images import SequenceWriter, write_image
+from vsr.media.probe import describe
 from vsr.media.sequence import is_pattern
 from vsr.media.streams import provenance
 from vsr.version import __version__
@@ -74,12 +75,16 @@ def upscale_file(session: Session, src: str | Path, dst: str | Path | None = Non
     t0 = time.monotonic()
     t = config.timing
     reader = VideoReader(src, start=t.start, duration=t.duration, deinterlace=t.deinterlace, fps=t.fps,
-                         decoder=t.decoder)
+                         decoder=t.decoder, video_stream=t.video_stream)
     try:
         if reader.peek() is None:
             raise InputError(f"{src}: no video frame could be decoded"
                              + (" in the requested section" if reader.is_section else ""))
         info = reader.info
+        others = [describe(v) for v in reader.container.streams.video if v.index != info.stream_index]
+        if others:
+            log.info("%s: upscaling video stream %s; also in the file: %s (`video_stream` picks another)", src,
+                     describe(reader.stream), ", ".join(others))
         codec = None if info.is_image else output_codec(config, info.pix_fmt)  # resolved once per file
         dst = dst or default_output(src, config, info, output_dir, codec)
         check_output(src, dst, config, info, codec)

@@ -21,7 +21,7 @@ from vsr.media.color import ColorTags, Hdr10, RgbConverter
 from vsr.media.decord_frames import decord_frames
 from vsr.media.filters import Deinterlacer, wants_deinterlace
 from vsr.media.frame import FIELD_ORDERS, STREAM_KEYS_DROPPED, Frame, VideoInfo
-from vsr.media.probe import IMAGE_FORMATS, choose_video_stream, open_input
+from vsr.media.probe import IMAGE_FORMATS, choose_video_stream, is_attached_picture, open_input
 from vsr.media.seek import Keyframe, seek_keyframe
 from vsr.media.sequence import is_sequence, open_sequence
 
@@ -94,6 +94,7 @@ class VideoReader:
             color=ColorTags.of(cc),
             field_order=FIELD_ORDERS.get(int(cc.field_order or 0), "unknown"),
             stream_index=self.stream.index,
+            cover_art=sum(is_attached_picture(s) for s in self.container.streams.video if s.index != self.stream.index),
             metadata={k: v for k, v in self.stream.metadata.items()
                       if k.lower() not in STREAM_KEYS_DROPPED and not k.upper().startswith("DURATION")},
         )

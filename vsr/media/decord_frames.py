@@ -19,10 +19,10 @@ from vsr.media.frame import Frame, VideoInfo
 BATCH_FRAMES = 16  # frames decord returns per call (bounded memory, fewer Python round trips)
 
 
-def container_pts(path: Path) -> list[int]:
-    """Presentation timestamps of the first video stream, in order, from packets alone."""
+def container_pts(path: Path, index: int) -> list[int]:
+    """Presentation timestamps of video stream ``index``, in order, from packets alone."""
     with av.open(str(path)) as c:
-        stream = c.streams.video[0]
+        stream = c.streams[index]
         return sorted(p.pts for p in c.demux(stream) if p.size and p.pts is not None)
 
 
@@ -39,7 +39,7 @@ def decord_frames(info: VideoInfo, section_pts: tuple[int, int | None], section:
         vr = decord.VideoReader(str(info.path), ctx=decord.cpu(0))
     except (RuntimeError, decord.DECORDError) as e:
         raise InputError(f"{info.path}: decord cannot read it ({e})") from e
-    pts = container_pts(info.path)
+    pts = container_pts(info.path, info.stream_index)
     if len(pts) != len(vr):
         raise InputError(f"{info.path}: decord sees {len(vr)} frames, the container {len(pts)}; "
                          "use the default `decoder` pyav")

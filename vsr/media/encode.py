@@ -78,13 +78,29 @@ def output_tags(info: VideoInfo) -> ColorTags:
     )
 
 
-def open_output(path: Path, fmt: str) -> av.container.OutputContainer:
-    """Create the (``.partial``) output container; MP4/MOV get faststart and custom metadata tags."""
-    options = {"movflags": "+faststart+use_metadata_tags"} if fmt in MOV_FORMATS else {}
+def custom_tags(fmt: str, info: VideoInfo) -> bool:
+    """Whether the output keeps tags of any name (vsr's provenance): always, except MP4/MOV with cover
+    art, where FFmpeg's custom-tag mode (use_metadata_tags) drops the picture."""
+    return not (fmt in MOV_FORMATS and info.cover_art)
+
+
+def open_output(path: Path, fmt: str, info: VideoInfo) -> av.container.OutputContainer:
+    """Create the (``.partial``) output container; MP4/MOV get faststart (and custom tags, see
+    custom_tags)."""
+    flags = "+faststart+use_metadata_tags" if custom_tags(fmt, info) else "+faststart"
+    options = {"movflags": flags} if fmt in MOV_FORMATS else {}
     try:
         return av.open(str(path), "w", format=fmt, options=options)
     except (OSError, av.error.FFmpegError) as e:
         raise UsageError(f"{path}: cannot create output ({e})") from e
+
+
+def tag_output(out: av.container.OutputContainer, info: VideoInfo, metadata: dict[str, str]) -> None:
+    """The container tags; where only standard tags survive (custom_tags), vsr's provenance goes into
+    the comment, unless the input had one."""
+    out.metadata.update(metadata)
+    if not custom_tags(out.format.name, info) and "vsr" in metadata:
+        out.metadata.setdefault("comment", metadata["vsr"])
 
 
 def section_seconds(section_pts: tuple[int, int | None] | None, time_base: Fraction) -> tuple[float, float | None] | None:
@@ -158,7 +174,7 @@ class VideoWriter:
         metadata: dict[str, str] | None = None,
         other_streams: bool = True,
     ) -> None:
-        self.out = open_output(path, fmt)
+        self.out = open_output(path, fmt, info)
         self.info, self.size = info, size
         self.time_base = info.time_base
         # Section runs (--start) start the output at zero: every stream shifts by the section start.
@@ -169,7 +185,7 @@ class VideoWriter:
             if other_streams:  # False for a segment of a split run: the join adds them once
                 self.copier = add_other_streams(self.out, self.stream, info, audio, subtitles,
                                                 section_seconds(section_pts, self.time_base))
-            self.out.metadata.update(metadata or {})
+            tag_output(self.out, info, metadata or {})
         except BaseException:
             self.abort()
             raise

@@ -45,6 +45,7 @@ class VideoInfo:
     rotation: int = 0  # degrees, from the display matrix of the first frame
     field_order: str = "progressive"  # progressive | tt | bb | tb | bt | unknown
     stream_index: int = 0  # the video stream read (an index into the container's streams)
+    cover_art: int = 0  # attached pictures beside it (copied to the output as they are)
     metadata: dict = field(default_factory=dict)  # the video stream's own tags (language, title, ...)
 
 

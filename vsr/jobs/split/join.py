@@ -16,6 +16,7 @@ from vsr.media.encode import (
     finish_output,
     open_output,
     release_output,
+    tag_output,
     tag_video,
 )
 from vsr.media.frame import VideoInfo
@@ -42,7 +43,7 @@ def join_segments(partial: Path, fmt: str, info: VideoInfo, paths: list[Path], a
                   metadata: dict[str, str]) -> JoinStats:
     """Remux ``paths`` (segment files of one encoder setting) into ``partial`` and add the input's other
     streams; the segments' packets are copied, never re-encoded."""
-    out = open_output(partial, fmt)
+    out = open_output(partial, fmt, info)
     copier = None
     stats = JoinStats()
     try:
@@ -53,7 +54,7 @@ def join_segments(partial: Path, fmt: str, info: VideoInfo, paths: list[Path], a
             vs.time_base = tb
         tag_video(vs, info, fmt, codec_family(vs.codec_context.name))
         copier = add_other_streams(out, vs, info, audio, subtitles, None)
-        out.metadata.update(metadata)
+        tag_output(out, info, metadata)
         last_dts = None
         for path in paths:
             with av.open(str(path)) as seg:

@@ -39,6 +39,7 @@ from vsr.media.encode import (
     open_output,
     release_output,
     section_seconds,
+    tag_output,
     tag_video,
 )
 from vsr.media.ffmpeg.binary import (
@@ -82,7 +83,7 @@ class FFmpegWriter:
         self.offset = section_pts[0] if section_pts else 0
         self.section = section_seconds(section_pts, self.time_base)
         self.family = codec_family(settings.codec)
-        self.out = open_output(path, fmt)
+        self.out = open_output(path, fmt, info)
         self.copier: StreamCopier | None = None
         self.proc: subprocess.Popen | None = None
         self.frames = 0  # frames sent to ffmpeg
@@ -163,7 +164,7 @@ class FFmpegWriter:
         # template's codec tag is reset, so the muxer would pick its own for HEVC.
         tag_video(ost, info, self.fmt, self.family)
         self.copier = add_other_streams(self.out, ost, info, self.audio, self.subtitles, self.section)
-        self.out.metadata.update(self.metadata)
+        tag_output(self.out, self.info, self.metadata)
         return ost
 
     def _remux(self) -> None:
