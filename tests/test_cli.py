@@ -152,3 +152,40 @@ def test_console_script() -> None:
     assert exe is not None, "pip install puts a `vsr` command on PATH"
     r = subprocess.run([exe, "--version"], capture_output=True, text=True, timeout=120)
     assert r.returncode == 0 and r.stdout.startswith("vsr ")
+
+
+def test_one_writer_per_output(clip: Path, tmp_path: Path, capsys) -> None:
+    """A second run on an output that a run is writing is refused (exit 2); a lock left by a killed
+    run does not block the next one. The test holds the lock itself rather than racing two runs."""
+    from vsr.jobs.lock import OutputLock, lock_path
+
+    out = tmp_path / "out.mkv"
+    with OutputLock(out):
+        assert main(["run", str(clip), "-o", str(out), "--model", "bicubic", "--progress", "none"]) == 2
+        err = capsys.readouterr().err
+        assert "another run is writing this output" in err and not out.exists()
+        assert not out.with_name(out.name + ".partial").exists()
+    holder = subprocess.Popen([sys.executable, "-c", f"""
+import sys, time
+from pathlib import Path
+from vsr.jobs.lock import OutputLock
+OutputLock(Path({str(out)!r})).acquire()
+print("locked", flush=True)
+time.sleep(60)
+"""], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        assert main(["run", str(clip), "-o", str(out), "--model", "bicubic", "--progress", "none"]) == 2
+        holder.kill()  # SIGKILL: no cleanup ran, the lock file stays
+        holder.wait(10)
+        assert lock_path(out).exists()
+        assert main(["run", str(clip), "-o", str(out), "--model", "bicubic", "--progress", "none"]) == 0
+        assert out.is_file() and not lock_path(out).exists()
+    finally:
+        holder.kill()
+    split = tmp_path / "split.mkv"  # a split run's segment work directory is locked too
+    work = split.parent / f".{split.name}.vsr-work"
+    with OutputLock(work, "segment work directory"):
+        assert main(["run", str(clip), "-o", str(split), "--model", "bicubic", "--progress", "none",
+                     "--segment-seconds", "0.1"]) == 2
+        assert "another run is writing this segment work directory" in capsys.readouterr().err

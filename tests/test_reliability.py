@@ -184,7 +184,7 @@ def start_run(src: Path, out: Path) -> subprocess.Popen:
     return proc
 
 
-@pytest.mark.parametrize(("signum", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+@pytest.mark.parametrize(("signum", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143), (signal.SIGHUP, 129)])
 def test_interrupt_removes_partial(long_clip: Path, tmp_path: Path, signum: int, code: int) -> None:
     out = tmp_path / "out.mp4"
     proc = start_run(long_clip, out)

@@ -181,3 +181,20 @@ def test_resume_after_sigkill_redoes_only_unfinished(long_clip: Path, tmp_path: 
     assert run(long_clip, "-o", reference, *LOSSLESS) == 0
     assert same_pixels(out, reference) and seconds(out) == seconds(long_clip)
     assert packets(out, "audio") == packets(long_clip, "audio")
+
+
+def test_hangup_keeps_finished_segments(long_clip: Path, tmp_path: Path) -> None:
+    """SIGHUP (the terminal or ssh session closed) ends a split run like SIGTERM: exit 129, nothing at
+    the output path, finished segments kept for --resume, which the message says."""
+    out = tmp_path / "out.mkv"
+    work = tmp_path / f".out.mkv{WORK_SUFFIX}"
+    proc, t0 = child(long_clip, out), time.monotonic()
+    while not list(work.glob("seg_*.json")):
+        assert proc.poll() is None and time.monotonic() - t0 < CHILD_TIMEOUT_S, "the run never finished a segment"
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGHUP)
+    _, err = proc.communicate(timeout=CHILD_TIMEOUT_S)
+    assert proc.returncode == 129, err
+    assert "interrupted by SIGHUP" in err and "--resume" in err and "kept" in err
+    assert not out.exists() and not out.with_name(out.name + ".partial").exists()
+    assert list(work.glob("seg_*.json")), "finished segments are kept"

@@ -14,6 +14,7 @@ from vsr.jobs.session import open_session
 from vsr.media.decode import read_rgb
 from vsr.jobs.file import upscale_file
 from ray_faults import faulty, ray_session
+from vsr.errors import ProcessingError
 
 FRAMES = 60
 SEGMENTS = 6  # 0.3 s segments of a 25 fps clip with a keyframe every 10 frames
@@ -80,3 +81,18 @@ def test_crashing_actor_segment_redone(cluster, clip: Path, reference, tmp_path:
     stats = split_run(clip, out, faulty(0, 1, "exit"))
     assert same(out, reference)
     assert stats["retries"] >= 1 and stats["segments"] == SEGMENTS
+
+
+def test_a_run_whose_workers_die_says_the_segments_are_kept(cluster, clip: Path, tmp_path: Path) -> None:
+    """Every actor process dies after its first segment (as when their node goes down): the run fails,
+    and its message says the finished segments are kept and resume continues."""
+    out = tmp_path / "out.mkv"
+    session = ray_session(faulty("*", 1, "exit"), workers=2, max_retries=0, **BASE)
+    try:
+        with pytest.raises(ProcessingError) as e:
+            upscale_file(session, clip, out)
+    finally:
+        session.close()
+    msg = str(e.value)
+    assert "segment(s) are kept in" in msg and "resume" in msg and "clip.mkv" in msg, msg
+    assert not out.exists()

@@ -21,6 +21,7 @@ from vsr.media.encode import FrameWriter
 from vsr.media.frame import Frame
 
 POLL_S = 0.1  # seconds a blocked thread waits before checking whether the run was stopped
+WORKER_JOIN_S = 5.0  # seconds a stopped run waits for a model call to return
 END = object()  # end-of-stream marker in the queues (also the Ray dispatcher's)
 
 
@@ -106,7 +107,7 @@ class LocalExecutor:
         self._gauge.track(out)
         return self._put(q_out, out)
 
-    def _guard(self, fn: Callable[[], None]) -> Callable[[], None]:
+    def _guard(self, fn: Callable[[], None], done: threading.Event) -> Callable[[], None]:
         def run() -> None:
             try:
                 fn()
@@ -114,6 +115,8 @@ class LocalExecutor:
                 if self._error is None:
                     self._error = e
                 self._stop.set()
+            finally:
+                done.set()
 
         return run
 
@@ -167,6 +170,17 @@ class LocalExecutor:
 
     # -- driver -----------------------------------------------------------------------------------
 
+    def _wind_down(self, done: list[threading.Event]) -> None:
+        """Stop the threads. The decode and encode threads are waited for whatever it takes (they are
+        inside PyAV calls on the reader and writer, which the caller closes next: closing them under a
+        running thread crashes); the middle one, which touches no PyAV object, for at most
+        WORKER_JOIN_S (it may be inside a long model call)."""
+        self.stop()
+        decoded, worked, encoded = done
+        decoded.wait()
+        encoded.wait()
+        worked.wait(WORKER_JOIN_S)
+
     def run(
         self,
         frames: Iterable[Frame],
@@ -177,31 +191,28 @@ class LocalExecutor:
         """Run to the end of ``frames``; re-raises the first error of any thread.
 
         ``on_frame(n)`` runs on the encode thread after each written frame; ``on_tick()`` runs on the
-        calling thread about every POLL_S seconds (progress, signal checks).
+        calling thread about every POLL_S seconds (progress, signal checks). The calling thread waits
+        on events, never in Thread.join/is_alive: a signal handler that raises (Ctrl-C) inside those
+        can leave CPython 3.11 believing a running thread has stopped.
         """
         q_in: queue.Queue = queue.Queue(self.queue_size)
         q_out: queue.Queue = queue.Queue(self.queue_size)
-        threads = [
-            threading.Thread(target=self._guard(lambda: self._decode(frames, q_in)), name="vsr-decode", daemon=True),
-            threading.Thread(target=self._guard(lambda: self._work(q_in, q_out)), name="vsr-upscale", daemon=True),
-            threading.Thread(target=self._guard(lambda: self._encode(sink, q_out, on_frame)), name="vsr-encode", daemon=True),
-        ]
-        for t in threads:
-            t.start()
+        done = [threading.Event() for _ in range(3)]
+        jobs = [("vsr-decode", lambda: self._decode(frames, q_in)), ("vsr-upscale", lambda: self._work(q_in, q_out)),
+                ("vsr-encode", lambda: self._encode(sink, q_out, on_frame))]
+        for (name, fn), event in zip(jobs, done):
+            threading.Thread(target=self._guard(fn, event), name=name, daemon=True).start()
         try:
-            while any(t.is_alive() for t in threads) and self._error is None:
-                threads[-1].join(POLL_S)
+            while not all(e.is_set() for e in done) and self._error is None:
+                done[-1].wait(POLL_S)  # the encode thread finishes last
                 if on_tick is not None:
                     on_tick()
         except BaseException:
             # An interruption (Interrupted raised by a signal handler) or a progress failure.
-            self.stop()
-            for t in threads:
-                t.join(5.0)  # each stops within POLL_S unless it is inside a model call
+            self._wind_down(done)
             raise
         if self._error is not None:
-            for t in threads:
-                t.join(5.0)
+            self._wind_down(done)
             raise self._error
         self.stats.peak_frames_alive = self._gauge.peak
         return self.stats

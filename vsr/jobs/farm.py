@@ -12,6 +12,7 @@ from pathlib import Path
 from vsr.config import RunConfig
 from vsr.errors import InputError, Interrupted, UsageError, VsrError
 from vsr.jobs.file import PARTIAL_SUFFIX
+from vsr.jobs.lock import OutputLock
 from vsr.jobs.outputs import check_output, default_output, output_codec
 from vsr.jobs.session import Session, open_session
 from vsr.jobs.split.schedule import SegmentJob, prepare_job, run_jobs
@@ -77,7 +78,14 @@ def _plan_file(session: Session, src: Path, dst: Path | None, output_dir: Path |
         if dst.exists() and not config.output.overwrite:
             return FileResult(src, dst, "skipped")
         check_output(src, dst, config, info, codec)
-        return prepare_job(session, reader, dst, dst.with_name(dst.name + PARTIAL_SUFFIX), codec)
+        lock = OutputLock(dst).acquire()  # held until the file is joined or the farm ends
+        try:
+            job = prepare_job(session, reader, dst, dst.with_name(dst.name + PARTIAL_SUFFIX), codec)
+        except BaseException:
+            lock.release()
+            raise
+        job.lock = lock
+        return job
 
 
 def run_farm(config: RunConfig, pairs: list[tuple[Path, Path | None]], output_dir: Path | None = None) -> list[FileResult]:
@@ -106,6 +114,9 @@ def run_farm(config: RunConfig, pairs: list[tuple[Path, Path | None]], output_di
         for job in jobs.values():
             if not job.finished:
                 job.partial.unlink(missing_ok=True)
+            job.work.close()
+            if job.lock is not None:
+                job.lock.release()
     for i, job in jobs.items():
         code = job.error.exit_code if job.error is not None else EXIT_OK
         results[i] = FileResult(job.src, job.dst, "done" if job.finished else "failed", job.frames_done, job.seconds,

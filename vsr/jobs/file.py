@@ -17,6 +17,7 @@ from pathlib import Path
 from vsr.errors import InputError, Interrupted, ProcessingError, UsageError, VsrError
 from vsr.executors.local import LocalExecutor
 from vsr.executors.ray_frames import RayExecutor
+from vsr.jobs.lock import OutputLock
 from vsr.jobs.outputs import (
     check_output,
     default_output,
@@ -90,6 +91,7 @@ def upscale_file(session: Session, src: str | Path, dst: str | Path | None = Non
         check_output(src, dst, config, info, codec)
         # A frame-pattern output is made atomic by its SequenceWriter; files by a .partial rename.
         partial = dst.with_name(dst.name + PARTIAL_SUFFIX) if not is_pattern(dst) else None
+        lock = OutputLock(dst).acquire()  # one writer per output, until it is in place
         try:
             if info.is_image:
                 summary = _image(session, reader, partial, dst)
@@ -111,6 +113,8 @@ def upscale_file(session: Session, src: str | Path, dst: str | Path | None = Non
                 # A failure inside the model, a codec or the OS: one line naming the file, exit 1.
                 raise ProcessingError(f"{src}: {e.__class__.__name__}: {e}") from e
             raise
+        finally:
+            lock.release()
     finally:
         reader.close()
     summary.seconds = time.monotonic() - t0
@@ -189,11 +193,19 @@ def _segmented(session: Session, reader: VideoReader, partial: Path | None, dst:
         raise UsageError("`segment_seconds` writes a video file, not a frame pattern")
     job = prepare_job(session, reader, dst, partial, codec)
     reader.close()  # the segments are read by the workers
+    kept = lambda: (f"{len(job.done)} of {len(job.tasks)} segment(s) are kept in {job.work.path}: "  # noqa: E731
+                    "rerun with `resume` to finish")
     try:
         run_jobs(session, [job], reader.path.name)
     except Interrupted as e:
-        raise Interrupted(f"{e}; {len(job.done)} of {len(job.tasks)} segment(s) are kept in {job.work.path}: "
-                          "rerun with resume to finish", e.signum).about(reader.path) from e
+        raise Interrupted(f"{e}; {kept()}", e.signum).about(reader.path) from e
+    except VsrError as e:
+        if not isinstance(e, ProcessingError) or not job.done:
+            raise
+        raise e.about(reader.path).also(kept())  # a dead Ray node or worker: the work done so far survives
+    except Exception as e:  # the Ray connection itself lost (its node died), or another runtime failure
+        raise ProcessingError(f"{reader.path}: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}; "
+                              f"{kept()}") from e
     task = job.tasks[0]
     where = f"; segments per node {job.segments_per_node}" if job.segments_per_node else ""
     note = (f"{len(job.tasks)} segment(s), {job.reused} reused from an earlier run, {job.retries} "

@@ -3,6 +3,7 @@ outputs, and the checks made before anything is written."""
 
 from __future__ import annotations
 
+import io
 from typing import Callable
 
 import av
@@ -67,3 +68,35 @@ def needs_even(pix_fmt: str) -> tuple[bool, bool]:
     """(width must be even, height must be even) for a chroma-subsampled pixel format."""
     fmt = av.VideoFormat(pix_fmt)
     return fmt.chroma_width(3) != 3, fmt.chroma_height(3) != 3
+
+
+def round_trips(fmt: str, stream: av.stream.Stream, packet: av.Packet | None) -> bool:
+    """Whether muxer ``fmt`` really carries ``stream`` as it is: asked of FFmpeg itself, by muxing its
+    first ``packet`` into memory and reading it back (a header FFmpeg writes without complaint is not
+    enough: MPEG-TS takes any codec and leaves players an unknown data stream)."""
+    key = (fmt, stream.type, stream.codec_context.codec.id if stream.codec_context else None,
+           getattr(stream.codec_context, "sample_rate", None), getattr(stream.codec_context, "channels", None))
+    if key not in _ROUND_TRIPS:
+        _ROUND_TRIPS[key] = _round_trip(fmt, stream, packet)
+    return _ROUND_TRIPS[key]
+
+
+_ROUND_TRIPS: dict[tuple, bool] = {}
+
+
+def _round_trip(fmt: str, stream: av.stream.Stream, packet: av.Packet | None) -> bool:
+    buffer = io.BytesIO()
+    try:
+        with av.open(buffer, "w", format=fmt) as out:
+            dst = out.add_stream_from_template(stream)
+            out.start_encoding()
+            if packet is not None:
+                packet.stream = dst
+                out.mux(packet)
+        buffer.seek(0)
+        with av.open(buffer, "r", format=fmt) as back:
+            want = stream.codec_context.codec.id
+            return any(s.type == stream.type and s.codec_context is not None and s.codec_context.codec.id == want
+                       for s in back.streams)
+    except (ValueError, NotImplementedError, OSError, av.error.FFmpegError):
+        return False

@@ -11,8 +11,10 @@ import av
 
 from vsr.errors import InputError
 from vsr.media.codecs import bit_depth, chroma
+from vsr.media.filters import wants_deinterlace
 from vsr.media.frame import FIELD_ORDERS
 
+PROBE_PACKETS = 64  # packets read at most to find a stream's first frame
 IMAGE_FORMATS = ("image2", "png_pipe", "jpeg_pipe", "tiff_pipe", "bmp_pipe", "webp_pipe", "dpx_pipe")
 
 
@@ -39,7 +41,9 @@ class StreamInfo:
     sample_aspect_ratio: str | None = None
     display_aspect_ratio: str | None = None
     rotation: int | None = None  # degrees, from the display matrix
-    field_order: str | None = None  # progressive | tt | bb | tb | bt | unknown
+    field_order: str | None = None  # progressive | tt | bb | tb | bt | unknown | interlaced (parity per frame)
+    field_order_from: str = "stream"  # stream (its header) | frames (the first frame's flags)
+    deinterlaced_by_run: bool | None = None  # whether `vsr run` deinterlaces it (deinterlace auto)
     title: str | None = None
     disposition: list[str] | None = None
     sample_rate: int | None = None
@@ -151,7 +155,7 @@ def probe(path: str | Path) -> MediaInfo:
             si.title = s.metadata.get("title")
             si.disposition = [f.name for f in type(s.disposition) if f and f in s.disposition] or None
             if s.type == "video" and cc is not None:
-                _video_details(c, s, si)
+                _video_details(path, s, si)
             elif s.type == "audio" and cc is not None:
                 si.sample_rate, si.channels = cc.sample_rate, cc.channels
             info.streams.append(si)
@@ -169,7 +173,29 @@ COLOR_NAMES = {
 RANGES = {0: None, 1: "tv", 2: "pc"}
 
 
-def _video_details(c: av.container.InputContainer, s: av.stream.Stream, si: StreamInfo) -> None:
+def first_frame(path: str | Path, index: int, limit: int = PROBE_PACKETS) -> av.VideoFrame | None:
+    """The first frame stream ``index`` decodes to, from a container of its own (at most ``limit``
+    packets read; damage skipped); None when none comes out."""
+    try:
+        with open_input(path) as c:
+            stream = c.streams[index]
+            for n, packet in enumerate(c.demux(stream)):
+                if n >= limit:
+                    return None
+                try:
+                    frames = packet.decode()
+                except av.error.FFmpegError:
+                    continue
+                if frames:
+                    return frames[0]
+    except (InputError, av.error.FFmpegError, OSError):
+        pass
+    return None
+
+
+def _video_details(path: str | Path, s: av.stream.Stream, si: StreamInfo) -> None:
+    """The stream's own tags, completed from its first frame the way `vsr run` completes them: colour
+    tags, rotation, and whether it is interlaced (DV in AVI says so only in its frames' flags)."""
     cc = s.codec_context
     si.width, si.height = cc.width, cc.height
     si.pix_fmt = cc.pix_fmt
@@ -180,17 +206,20 @@ def _video_details(c: av.container.InputContainer, s: av.stream.Stream, si: Stre
     si.sample_aspect_ratio = str(s.sample_aspect_ratio) if s.sample_aspect_ratio else None
     si.display_aspect_ratio = str(s.display_aspect_ratio) if s.display_aspect_ratio else None
     si.field_order = FIELD_ORDERS.get(int(cc.field_order or 0), "unknown")
-    si.color_range = RANGES.get(int(cc.color_range))
-    si.colorspace = COLOR_NAMES["colorspace"].get(int(cc.colorspace), str(int(cc.colorspace)))
-    si.color_primaries = COLOR_NAMES["primaries"].get(int(cc.color_primaries), str(int(cc.color_primaries)))
-    si.color_trc = COLOR_NAMES["trc"].get(int(cc.color_trc), str(int(cc.color_trc)))
-    try:  # rotation lives in the frames' display matrix
-        frame = next(c.decode(s), None)
-        si.rotation = int(frame.rotation or 0) if frame is not None else None
-    except av.error.FFmpegError:
-        si.rotation = None
-    if c.format.name not in IMAGE_FORMATS:
-        c.seek(0)
+    tags: av.VideoFrame | av.codec.context.CodecContext = cc
+    frame = first_frame(path, s.index)
+    if frame is not None:
+        si.rotation = int(frame.rotation or 0)
+        if si.field_order in ("progressive", "unknown") and frame.interlaced_frame:
+            si.field_order = "interlaced"  # the parity is each frame's (the deinterlacer reads it from them)
+            si.field_order_from = "frames"
+        if int(frame.colorspace) != 2 or int(frame.color_range):
+            tags = frame  # the run converts with the frame's tags where it has them
+    si.deinterlaced_by_run = wants_deinterlace("auto", si.field_order, bool(frame is not None and frame.interlaced_frame))
+    si.color_range = RANGES.get(int(tags.color_range))
+    si.colorspace = COLOR_NAMES["colorspace"].get(int(tags.colorspace), str(int(tags.colorspace)))
+    si.color_primaries = COLOR_NAMES["primaries"].get(int(tags.color_primaries), str(int(tags.color_primaries)))
+    si.color_trc = COLOR_NAMES["trc"].get(int(tags.color_trc), str(int(tags.color_trc)))
 
 
 def format_table(info: MediaInfo) -> str:
@@ -202,7 +231,8 @@ def format_table(info: MediaInfo) -> str:
     for s in info.streams:
         parts = [f"  #{s.index} {s.type}: {s.codec}"]
         if s.type == "video":
-            parts.append(f"{s.width}x{s.height} {s.pix_fmt} ({s.bit_depth}-bit {s.chroma})")
+            parts.append(f"{s.width}x{s.height} {s.pix_fmt} ({s.bit_depth}-bit {s.chroma})" if s.pix_fmt
+                         else f"{s.width}x{s.height}, pixel format unknown (nothing decodes)")
             if s.frame_rate:
                 parts.append(f"{float(Fraction(s.frame_rate)):.3f} fps")
             color = "/".join(str(x) for x in (s.colorspace, s.color_primaries, s.color_trc) if x)
@@ -211,7 +241,13 @@ def format_table(info: MediaInfo) -> str:
                 parts.append(f"SAR {s.sample_aspect_ratio} (DAR {s.display_aspect_ratio})")
             if s.rotation:
                 parts.append(f"rotation {s.rotation}°")
-            parts.append("progressive" if s.field_order in ("progressive", "unknown") else f"interlaced ({s.field_order})")
+            if s.field_order in ("progressive", "unknown"):
+                parts.append("progressive")
+            else:
+                order = "from the frames' flags" if s.field_order_from == "frames" else s.field_order
+                parts.append(f"interlaced ({order})")
+            if s.deinterlaced_by_run:
+                parts.append("vsr run deinterlaces it")
         if s.type == "audio":
             parts.append(f"{s.sample_rate} Hz, {s.channels} ch")
         if s.duration is not None:

@@ -1,7 +1,8 @@
 """Everything of the input but the main video: audio, subtitles, data, attachments, metadata, chapters.
 
 Streams are copied packet for packet (payload untouched) when the output container can hold their
-codec, converted when it cannot (audio → AAC, or Opus for WebM, at a transparent bitrate; text
+codec (for audio, FFmpeg is asked: a packet round-trips through the muxer, containers.round_trips),
+converted when it cannot (audio → AAC, or Opus for WebM, at a transparent bitrate; text
 subtitles → mov_text for MP4/MOV, mov_text → SRT for Matroska), each conversion said in one line,
 and dropped with a warning naming them only when no conversion exists. Packets are read by a second
 demuxer of the input and muxed in time order beside the video.
@@ -11,28 +12,21 @@ from __future__ import annotations
 
 import logging
 import re
+from fractions import Fraction
 from pathlib import Path
 from typing import Iterator
 
 import av
 
-from vsr.errors import ProcessingError
+from vsr.errors import InputError, ProcessingError
 
+from vsr.media.containers import round_trips
 from vsr.media.probe import describe, is_attached_picture, open_input
 from vsr.media.timeline import Continuity
 
 log = logging.getLogger("vsr")
 
 ANY = None  # the container holds every codec of that kind
-AUDIO_CODECS: dict[str, frozenset[str] | None] = {
-    "mp4": frozenset({"aac", "mp3", "ac3", "eac3", "alac", "opus", "flac"}),
-    "mov": frozenset({"aac", "mp3", "ac3", "eac3", "alac", "pcm_s16le", "pcm_s16be", "pcm_s24le", "pcm_s24be", "pcm_f32le"}),
-    "matroska": ANY,
-    "webm": frozenset({"opus", "vorbis"}),
-    "mpegts": frozenset({"aac", "mp3", "ac3", "eac3", "mp2", "opus"}),
-    "flv": frozenset({"aac", "mp3"}),
-    "avi": frozenset({"mp3", "ac3", "pcm_s16le", "aac", "mp2"}),
-}
 SUBTITLE_CODECS: dict[str, frozenset[str]] = {
     "mp4": frozenset({"mov_text"}),
     "mov": frozenset({"mov_text"}),
@@ -87,7 +81,11 @@ class _Route:
             packet.stream = self.dst
             yield packet
         elif self.mode == "audio":
+            rate = self.dst.codec_context.sample_rate
             for frame in packet.decode():
+                if frame.pts is not None:  # in samples: the encoder re-chunks frames and counts in samples
+                    frame.pts = round(frame.pts * frame.time_base * rate)
+                frame.time_base = Fraction(1, rate)
                 yield from self.dst.encode(frame)
         else:
             text = subtitle_text(self.src.codec_context.name, bytes(packet)).encode()
@@ -166,8 +164,10 @@ class StreamCopier:
         self.routes[s.index] = _Route(s, dst, mode)
 
     def _add_audio(self, s: av.stream.Stream, fmt: str) -> None:
-        codec = s.codec_context.name
-        if _holds(AUDIO_CODECS, fmt, codec):
+        """Copied when the muxer really carries the codec (asked of FFmpeg: containers.round_trips),
+        else converted (AAC, or Opus for WebM) with one line saying so."""
+        codec = s.codec_context.codec.name  # the codec's name (mp3), not its decoder's (mp3float)
+        if round_trips(fmt, s, self._first_packet(s)):
             self._finish(s, self.out.add_stream_from_template(s), "copy")
             return
         encoder = AUDIO_FALLBACK.get(fmt, "aac")
@@ -181,6 +181,14 @@ class StreamCopier:
         log.info("audio #%d: %s cannot hold %s; converting to %s at %d kbit/s", s.index, fmt, codec,
                  "Opus" if encoder == "libopus" else "AAC", dst.bit_rate // 1000)
         self._finish(s, dst, "audio")
+
+    def _first_packet(self, s: av.stream.Stream) -> av.Packet | None:
+        """The first packet of ``s``, from a demuxer of its own (the copier's stays at the start)."""
+        try:
+            with open_input(self.src.name) as c:
+                return next((p for p in c.demux(c.streams[s.index]) if p.size), None)
+        except (InputError, av.error.FFmpegError):
+            return None
 
     def _add_subtitle(self, s: av.stream.Stream, fmt: str) -> None:
         codec = s.codec_context.name

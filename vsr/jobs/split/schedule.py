@@ -24,6 +24,7 @@ from vsr.config import RunConfig
 from vsr.errors import Interrupted, ProcessingError, UsageError, VsrError
 from vsr.executors.local import POLL_S
 from vsr.executors.ray_pool import RayPool, Slot, reason
+from vsr.jobs.lock import OutputLock
 from vsr.jobs.outputs import encode_settings, output_size
 from vsr.jobs.progress import Progress
 from vsr.jobs.session import Session
@@ -59,6 +60,7 @@ class SegmentJob:
     via_object_store: int = 0  # segments whose bytes came back through Ray's object store
     segments_per_node: dict[str, int] = field(default_factory=dict)  # Ray runs: where segments were made
     error: VsrError | None = None
+    lock: OutputLock | None = None  # the output's, when a farm holds it for the job's lifetime
     finished: bool = False
     t0: float = field(default_factory=time.monotonic)
     seconds: float = 0.0  # wall time from planning to the joined output
@@ -126,6 +128,8 @@ def run_jobs(session: Session, jobs: list[SegmentJob], label: str, fail_fast: bo
             _run_local(session.upscaler, live, progress, fail_fast)
     finally:
         progress.close()
+        for job in jobs:
+            job.work.close()  # finished ones removed theirs; the others keep their segments, unlocked
 
 
 def _failed(job: SegmentJob, error: VsrError, fail_fast: bool) -> None:

@@ -13,6 +13,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from vsr.errors import UsageError
+from vsr.jobs.lock import OutputLock
 from vsr.jobs.split.plan import Segment
 from vsr.jobs.split.worker import SegmentResult, file_sha256
 from vsr.version import __version__
@@ -64,6 +65,15 @@ class WorkDir:
 
     def __init__(self, path: Path, plan: dict, ext: str, resume: bool, overwrite: bool) -> None:
         self.path, self.ext = path, ext
+        self.lock = OutputLock(path, "segment work directory").acquire()
+        try:
+            self._open(plan, resume, overwrite)
+        except BaseException:
+            self.lock.release()
+            raise
+
+    def _open(self, plan: dict, resume: bool, overwrite: bool) -> None:
+        path = self.path
         plan_file = path / PLAN_FILE
         plan = json.loads(json.dumps(plan, default=str))  # as it reads back from plan.json
         if path.exists():
@@ -72,6 +82,10 @@ class WorkDir:
                 old = json.loads(plan_file.read_text(encoding="utf-8"))
             except (OSError, ValueError):
                 pass
+            if not isinstance(old, dict):  # missing or damaged (any JSON of the wrong shape): start over
+                if old is not None or plan_file.exists():
+                    log.warning("%s: its %s is damaged; the segments are made again", path, PLAN_FILE)
+                old = None
             if not resume and not overwrite:
                 raise UsageError(f"{path}: holds the segments of an unfinished run; use `resume` to continue it "
                                  f"or `overwrite` to start over")
@@ -109,8 +123,10 @@ class WorkDir:
             seg = self.segment_path(i)
             try:
                 rec = json.loads(rec_path.read_text(encoding="utf-8"))
-                ok = seg.stat().st_size == rec["nbytes"] and file_sha256(seg) == rec["sha256"]
-            except (OSError, ValueError, KeyError):
+                ok = (isinstance(rec, dict) and isinstance(rec.get("nbytes"), int) and isinstance(rec.get("frames"), int)
+                      and isinstance(rec.get("sha256"), str) and seg.stat().st_size == rec["nbytes"]
+                      and file_sha256(seg) == rec["sha256"])
+            except (OSError, ValueError):
                 ok = False
             if ok:
                 done[i] = rec
@@ -121,6 +137,12 @@ class WorkDir:
         return done
 
     def remove(self) -> None:
+        """Remove the folder (the output is complete) and release it."""
         shutil.rmtree(self.path, ignore_errors=True)
+        self.close()
+
+    def close(self) -> None:
+        """Release the folder for another run (its segments stay for a resume)."""
+        self.lock.release()
 
 
