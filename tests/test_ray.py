@@ -27,7 +27,7 @@ from vsr.media.decode import read_rgb
 from vsr.jobs.file import upscale_file
 from ray_faults import faulty, ray_session
 from vsr.errors import ProcessingError
-from vsr.executors import ray_frames, ray_pool
+from vsr.executors import ray_frames
 
 ray = pytest.importorskip("ray")
 

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Iterator
 
 import av
+import numpy as np
 
 from vsr.errors import InputError, UsageError
 from vsr.media.codecs import bit_depth
