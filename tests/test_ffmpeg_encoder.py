@@ -17,7 +17,7 @@ imageio_ffmpeg = pytest.importorskip("imageio_ffmpeg")
 from media import VFR_PTS, make_video, packets, stream_span, video_frames  # noqa: E402
 from vsr.cli import main  # noqa: E402
 from vsr.media.decode import read_rgb  # noqa: E402
-from vsr.media.ffmpeg import binary as ffmpeg_binary, writer as ffmpeg_writer  # noqa: E402
+from vsr.media.ffmpeg import binary as ffmpeg_binary, locate, writer as ffmpeg_writer  # noqa: E402
 from vsr.media.codecs import EncodeSettings  # noqa: E402
 from vsr.media.decode import VideoReader  # noqa: E402
 
@@ -128,7 +128,7 @@ def test_unknown_encoder_and_missing_binary(vfr_clip: Path, tmp_path: Path, caps
     def missing() -> str:
         raise RuntimeError("no ffmpeg exe could be found")
 
-    monkeypatch.setattr(ffmpeg_binary.shutil, "which", lambda name: None)
+    monkeypatch.setattr(locate.shutil, "which", lambda name: None)
     monkeypatch.setattr(imageio_ffmpeg, "get_ffmpeg_exe", missing)
     assert run(str(vfr_clip), "-o", str(out), "--model", "bicubic", "--encoder", "ffmpeg") == 2
     assert "no ffmpeg binary on PATH" in capsys.readouterr().err

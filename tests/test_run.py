@@ -13,6 +13,8 @@ import pytest
 
 from media import make_image, make_video, packets, stream_span, video_frames
 from vsr.cli import main
+from vsr.jobs.file import upscale_file
+from vsr.jobs.session import open_session
 from vsr.media.decode import read_rgb
 
 
@@ -185,3 +187,22 @@ def test_cpu_threads_follow_the_load() -> None:
     cores = len(os.sched_getaffinity(0))
     assert default_cpu_threads(busy=0.0) == cores
     assert default_cpu_threads(busy=1.0) == max(1, cores - 1)
+
+
+def test_cpu_estimate_is_close_and_cheap_and_warns_when_long(tmp_path: Path, monkeypatch, capsys) -> None:
+    """A short measurement on the first frames predicts the run's time within 2x, costs under 5% of
+    it, and a prediction over LONG_RUN_S prints the estimate and a faster choice."""
+    from vsr.cli import main
+    from vsr.jobs import progress
+
+    src = tmp_path / "clip.mp4"
+    make_video(src, n=60, size=(96, 64), audio_start=None)
+    session = open_session(model="compact", progress="none")
+    summary = upscale_file(session, src, tmp_path / "out.mkv")
+    predicted, real = summary.stats["estimated_seconds"], summary.seconds
+    assert predicted is not None and real / 2 <= predicted <= real * 2, (predicted, real)
+    assert summary.stats["estimate_spent_s"] < 0.05 * real
+    monkeypatch.setattr(progress, "LONG_RUN_S", 0.0)  # every run is "long" now: the line must appear
+    assert main(["run", str(src), "-o", str(tmp_path / "again.mkv"), "--model", "compact", "--progress", "none"]) == 0
+    line = [x for x in capsys.readouterr().err.splitlines() if "fps on this CPU" in x]
+    assert len(line) == 1 and "min at" in line[0] and "--scale 2 or a GPU is faster" in line[0], line

@@ -396,3 +396,39 @@ def test_default_model_needs_adcsr_weights_and_a_gpu():
     assert default_model("cpu")[0] == DEFAULT_MODEL  # weights alone are not enough: CPU stays small
     name, why = default_model("cuda")
     assert name == ("adcsr" if torch.cuda.is_available() else DEFAULT_MODEL), why
+
+
+def test_offline_download_says_how_to_install_by_hand(monkeypatch, capsys):
+    """No network (the hub's address refuses connections): the error names the files, their repo and
+    paths, the cache folder and the install command."""
+    from vsr.cli import main
+
+    monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")  # nothing listens on the discard port
+    monkeypatch.setenv("HF_HUB_OFFLINE", "0")
+    assert main(["weights", "download", "adcsr", "--yes"]) == 3
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    for needle in ("Guaishou74851/AdcSR", "weight/net_params_200.pkl", "weight/pretrained/halfDecoder.ckpt",
+                   str(W.model_dir("adcsr")), "vsr weights install net_params_200.pkl halfDecoder.ckpt"):
+        assert needle in err, (needle, err)
+
+
+def test_install_files_copied_by_hand(tiny_official, tmp_path, capsys):
+    from vsr.cli import main
+
+    folder, sd = tiny_official
+    hostile = tmp_path / "hostile"
+    hostile.mkdir()
+    write_hostile("os.system", hostile / W.ADCSR_NET, tmp_path / "MARKER")
+    shutil.copy(folder / W.ADCSR_DECODER, hostile / W.ADCSR_DECODER)
+    assert main(["weights", "install", str(hostile / W.ADCSR_NET), str(hostile / W.ADCSR_DECODER),
+                 "--model", "adcsr-tiny"]) == 3
+    assert "refused" in capsys.readouterr().err and not W.model_dir("adcsr-tiny").exists()
+    assert main(["weights", "install", str(folder / W.ADCSR_NET), str(folder / W.ADCSR_DECODER),
+                 "--model", "adcsr-tiny"]) == 0
+    manifest = W.read_manifest(W.model_dir("adcsr-tiny"))
+    assert manifest[W.ADCSR_NET]["sha256"] == W.sha256_file(folder / W.ADCSR_NET)
+    assert "installed from" in manifest[W.ADCSR_DECODER]["origin"]
+    got = load_model("adcsr-tiny").state_dict()  # from the cache now
+    assert all(torch.equal(got[k], sd[k]) for k in sd)
+    assert main(["weights", "verify", "adcsr-tiny"]) == 0
+    assert "sha256 matches installed from" in capsys.readouterr().out

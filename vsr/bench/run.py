@@ -218,6 +218,10 @@ def format_table(results: list[Result], info: dict) -> str:
                      f" {r['ms_per_tile']:>8.2f} {r['tflops']:>8.4f} {100 * r['peak_fraction']:>5.1f}"
                      f" {r['model_fps']:>10.2f} {r['pipeline_fps']:>9.2f} {r['pipeline_efficiency']:>7.2f}"
                      f" {speed:>8} {r['peak_device_mem_mb']:>7.0f} {r['peak_host_mem_mb']:>8.0f}")
+    lines.append("speedup = the official-style baseline (fp32, batch 1, eager, one frame per call, as the authors' "
+                 "test.py runs it) over the chosen setting, in ms per 128² tile: on a GPU fp16, batches, CUDA graphs "
+                 "and compile make it large; on a CPU fp32 is the only fast precision and a batch only adds work per "
+                 "tile, so it stays near 1, and below 1 when the chosen setting batches tiles the CPU then waits on")
     stages = results[0].stages
     lines.append("")
     lines.append("per-stage, chosen setting, ms per frame (threads overlap: the pipeline runs at the pace of "

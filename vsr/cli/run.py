@@ -8,18 +8,22 @@ import glob
 import json
 import logging
 import sys
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
 
-from vsr.config import OPTIONS, load_config
+from vsr.config import OPTIONS, RunConfig, load_config
 from vsr.errors import InputError, Interrupted, UsageError, VsrError
 from vsr.jobs import farm
 from vsr.jobs.file import upscale_file
-from vsr.jobs.outputs import default_output
-from vsr.jobs.session import open_session
+from vsr.jobs.outputs import default_output, looks_like_output, suffix_for
+from vsr.jobs.session import open_session, with_scale
 from vsr.media.decode import VideoReader
+from vsr.models import default_model, spec
+from vsr.media.probe import made_by_vsr
 from vsr.media.sequence import is_sequence
+from vsr.upscale.device import resolve_device
 
 log = logging.getLogger("vsr")
 
@@ -120,24 +124,65 @@ def add_run_options(p: argparse.ArgumentParser) -> None:
     o.add_argument("--quiet", action="store_true", default=S, help="print errors only")
 
 
-def expand_inputs(items: list[str], fps: float | None = None) -> list[Path]:
-    """Paths as given; frame patterns and (with --fps) folders → one clip; other folders → their media
-    files; globs → their matches (sorted)."""
-    out: list[Path] = []
+@dataclass
+class Inputs:
+    """The files a run takes, each with the folder its output goes to by default (None: beside it)."""
+
+    files: list[tuple[Path, Path | None]] = field(default_factory=list)
+    skipped: list[Path] = field(default_factory=list)  # vsr's own outputs, found in folders and globs
+
+    @property
+    def paths(self) -> list[Path]:
+        return [p for p, _ in self.files]
+
+
+def is_own_output(path: Path) -> bool:
+    """A file vsr made: named as vsr names outputs, or tagged by vsr."""
+    return looks_like_output(path) or made_by_vsr(path)
+
+
+def expand_inputs(items: list[str], fps: float | None = None, output_suffix: str = "") -> Inputs:
+    """Paths as given; frame patterns and (with fps) folders → one clip; other folders → their media
+    files, whose outputs go to a sibling folder ``<folder><output_suffix>`` (``photos_x4/``); globs →
+    their matches (sorted). Folders and globs never pick up vsr's own outputs (name it to upscale it
+    again)."""
+    found = Inputs()
+
+    def take(paths: list[Path], out_dir: Path | None) -> None:
+        for p in paths:
+            if is_own_output(p):
+                found.skipped.append(p)
+            else:
+                found.files.append((p, out_dir))
+
     for item in items:
         path = Path(item)
         if is_sequence(path, fps):
-            out.append(path)  # one clip: a frame pattern, or a folder of frames with --fps
+            found.files.append((path, None))  # one clip: a frame pattern, or a folder of frames with fps
         elif path.is_dir():
-            out += sorted(p for p in path.iterdir() if p.suffix.lower() in MEDIA_EXTENSIONS and p.is_file())
+            media = sorted(p for p in path.iterdir() if p.suffix.lower() in MEDIA_EXTENSIONS and p.is_file())
+            take(media, path.parent / f"{path.name}{output_suffix}" if output_suffix else None)
         elif not path.exists() and glob.has_magic(item):
             matches = sorted(Path(m) for m in glob.glob(item) if Path(m).is_file())
             if not matches:
                 raise InputError(f"{item}: no file matches")
-            out += matches
+            take(matches, None)
         else:
-            out.append(path)
-    return out
+            found.files.append((path, None))
+    if found.skipped:
+        log.info("skipped %d file(s) vsr made (%s); name one directly to upscale it again", len(found.skipped),
+                 ", ".join(p.name for p in found.skipped[:3]) + (", ..." if len(found.skipped) > 3 else ""))
+    return found
+
+
+def resolved(config: RunConfig) -> RunConfig:
+    """``config`` with what a run would choose filled in: the model (the default one, with its reason
+    said on stderr) and the scale, without loading anything."""
+    name = config.model.name
+    if name is None:
+        name, why = default_model(resolve_device(config.model.device), config.model.weights)
+        log.info(why)
+    return with_scale(config.replace(model=name), spec(name).descriptor)
 
 
 def flags_of(args: argparse.Namespace) -> dict:
@@ -150,26 +195,28 @@ def cmd_run(args: argparse.Namespace) -> int:
     if config.output.quiet:
         log.setLevel(logging.ERROR)
     if args.print_config:
-        print(yaml.safe_dump(config.to_dict(), sort_keys=False), end="")
+        print(yaml.safe_dump(resolved(config).to_dict(), sort_keys=False), end="")
         return 0
-    inputs = expand_inputs(args.inputs, config.timing.fps)
-    if args.output is not None and len(inputs) > 1:
-        raise UsageError(f"-o names one output but {len(inputs)} inputs were given; use --output-dir")
-    if args.output_dir is not None and not args.output_dir.is_dir():
-        raise UsageError(f"{args.output_dir}: output folder does not exist")
     session = open_session(config)
     try:
+        found = expand_inputs(args.inputs, config.timing.fps, suffix_for(session.config))
+        inputs = found.paths
+        if not inputs:
+            raise InputError("no input left to upscale" + (" (all were vsr's own outputs)" if found.skipped else ""))
+        if args.output is not None and len(inputs) > 1:
+            raise UsageError(f"-o names one output but {len(inputs)} inputs were given; use --output-dir")
         failed, skipped, done = [], 0, 0
-        for src in inputs:
+        for src, folder_out in found.files:
+            out_dir = args.output_dir or folder_out
             try:
                 if session.config.output.skip_existing and args.output is None:
                     with VideoReader(src, video_stream=session.config.timing.video_stream) as reader:
-                        dst = default_output(src, session.config, reader.info, args.output_dir)
+                        dst = default_output(src, session.config, reader.info, out_dir)
                     if dst.exists():
                         log.info("%s: skipped, %s exists", src, dst)
                         skipped += 1
                         continue
-                summary = upscale_file(session, src, args.output, args.output_dir)
+                summary = upscale_file(session, src, args.output, out_dir)
                 done += 1
                 log.info("%s → %s: %d frame(s) at %dx%d in %.1f s (%.2f fps)%s", src, summary.output, summary.frames,
                          *summary.size, summary.seconds, summary.fps, f"; {summary.note}" if summary.note else "")
@@ -191,13 +238,11 @@ def cmd_farm(args: argparse.Namespace) -> int:
         config = config.replace(segment_seconds=farm.DEFAULT_SEGMENT_S)
     if config.output.quiet:
         log.setLevel(logging.ERROR)
-    pairs = [(p, None) for p in expand_inputs(args.inputs)]
+    pairs = [(p, None) for p in expand_inputs(args.inputs).paths]
     if args.manifest is not None:
         pairs += farm.read_manifest(args.manifest)
     if not pairs:
         raise UsageError("no inputs: give video files, folders or globs, or --manifest FILE")
-    if args.output_dir is not None and not args.output_dir.is_dir():
-        raise UsageError(f"{args.output_dir}: output folder does not exist")
     try:
         results = farm.run_farm(config, pairs, args.output_dir)
     except Interrupted as e:

@@ -6,13 +6,17 @@ import argparse
 from pathlib import Path
 
 from vsr.errors import UsageError, WeightsError
-from vsr.models import MODELS
+from vsr.models import MODELS, load_model
 from vsr.models.adcsr import PRESETS, convert, read_weights
 from vsr.models.adcsr.load import DTYPES
 from vsr.weights.store import (
+    ADCSR_DECODER,
+    ADCSR_NET,
     SOURCES,
     cache_dir,
+    sha256_file,
     download,
+    install,
     model_dir,
     read_manifest,
     resolve,
@@ -20,11 +24,25 @@ from vsr.weights.store import (
 )
 
 
+def install_as(model: str, files: list[Path]) -> list[Path]:
+    """Install the official ``files`` into ``model``'s cache folder, checked to load and match it."""
+    return install(model_dir(model), (ADCSR_NET, ADCSR_DECODER), files,
+                   lambda net, decoder: read_weights(model, net, check=True))
+
+
 def verify(target: str, sha256: str | None = None, model: str = "adcsr") -> list[str]:
     """Check hashes (the given one, or those recorded at download) and load + key-check the weights.
 
     ``target``: a model name (its cache folder) or a path as ``--weights`` takes it.
     """
+    if target in MODELS and target not in PRESETS:  # the shipped model, or one without weights
+        entry = MODELS[target]
+        if entry.shipped is None:
+            return [f"{target}: built in, no weights file"]
+        if sha256 is not None:
+            verify_file(entry.shipped, sha256)
+        load_model(target)
+        return [f"{entry.shipped}: sha256 {sha256_file(entry.shipped)}; loads safely and matches {target}"]
     is_name = target in PRESETS
     model, path = (target, None) if is_name else (model, Path(target))
     lines = []
@@ -68,19 +86,23 @@ def list_lines() -> list[str]:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Arguments of ``vsr weights``."""
-    sub = parser.add_subparsers(dest="weights_action", required=True, metavar="{list,download,convert,verify}")
+    sub = parser.add_subparsers(dest="weights_action", required=True,
+                                metavar="{list,download,install,convert,verify}")
     sub.add_parser("list", help="known models, where their weights are, whether present")
     p = sub.add_parser("download", help="fetch official weights from Hugging Face, sha256-verified")
     p.add_argument("name", nargs="?", default="adcsr", choices=sorted(SOURCES))
     p.add_argument("--yes", action="store_true", help="accept the weights' licence without asking")
     p.add_argument("--revision", default=None, help="hub revision (default: main)")
+    p = sub.add_parser("install", help="put official files copied by hand into the cache, checked")
+    p.add_argument("files", nargs="+", type=Path, help=f"{' and '.join(f.name for f in SOURCES['adcsr'].files)}")
+    p.add_argument("--model", choices=["adcsr", "adcsr-tiny"], default="adcsr", help="whose files they are")
     p = sub.add_parser("convert", help="official files → one safetensors file (config in its metadata)")
     p.add_argument("src", type=Path, help="folder with the official files, either file, or a .safetensors")
     p.add_argument("dst", type=Path, help="output .safetensors")
     p.add_argument("--dtype", choices=sorted(DTYPES), default="fp16")
     p.add_argument("--model", choices=["adcsr", "adcsr-tiny"], default="adcsr")
     p = sub.add_parser("verify", help="check sha256 and that the weights load and match the model")
-    p.add_argument("target", nargs="?", default="adcsr", help="model name (its cache folder) or a path")
+    p.add_argument("target", nargs="?", default="adcsr", help="model name (adcsr: its cache folder; compact: the shipped file) or a path")
     p.add_argument("--sha256", default=None, help="expected sha256 of the file given as target")
     p.add_argument("--model", choices=["adcsr", "adcsr-tiny"], default="adcsr", help="architecture of a path")
 
@@ -91,6 +113,9 @@ def main(args: argparse.Namespace) -> int:
         print("\n".join(list_lines()))
     elif action == "download":
         download(args.name, yes=args.yes, revision=args.revision)
+    elif action == "install":
+        done = install_as(args.model, args.files)
+        print("\n".join(f"{p}: installed, sha256 recorded" for p in done))
     elif action == "convert":
         convert(args.src, args.dst, args.dtype, args.model)
         print(f"wrote {args.dst} ({args.dst.stat().st_size / 1e6:.0f} MB, {args.dtype})")

@@ -129,6 +129,7 @@ class RayPool:
             options = {"num_cpus": round(min(1.0, cpus / (workers + 1)), 4)}
             actor_device, threads = "cpu", max(1, int(cpus // workers))
         self.kind = f"{workers} {'GPU' if per_actor else 'CPU'} actor(s)"
+        self.on_cpu = actor_device == "cpu"  # where the actors compute
         remote = ray.remote(max_restarts=ACTOR_MAX_RESTARTS, max_task_retries=0)(self.actor_class)
         options_flat = self.config.to_dict()
         for rank in range(workers):

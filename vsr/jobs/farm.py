@@ -73,7 +73,7 @@ def _plan_file(session: Session, src: Path, dst: Path | None, output_dir: Path |
         info = reader.info
         if info.is_image:
             raise UsageError(f"{src}: is an image; farm mode upscales videos (use vsr run for images)")
-        codec = output_codec(config, info.pix_fmt)
+        codec = output_codec(config, info.pix_fmt, dst)
         dst = dst or default_output(src, config, info, output_dir, codec)
         if dst.exists() and not config.output.overwrite:
             return FileResult(src, dst, "skipped")

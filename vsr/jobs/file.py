@@ -14,6 +14,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from vsr.config import RunConfig
 from vsr.errors import InputError, Interrupted, ProcessingError, UsageError, VsrError
 from vsr.executors.local import LocalExecutor
 from vsr.executors.ray_frames import RayExecutor
@@ -25,7 +26,7 @@ from vsr.jobs.outputs import (
     output_codec,
     output_size,
 )
-from vsr.jobs.progress import Progress
+from vsr.jobs.progress import Estimate, Progress
 from vsr.jobs.session import Session
 from vsr.jobs.split.schedule import prepare_job, run_jobs
 from vsr.media.containers import container_for
@@ -86,7 +87,7 @@ def upscale_file(session: Session, src: str | Path, dst: str | Path | None = Non
         if others:
             log.info("%s: upscaling video stream %s; also in the file: %s (`video_stream` picks another)", src,
                      describe(reader.stream), ", ".join(others))
-        codec = None if info.is_image else output_codec(config, info.pix_fmt)  # resolved once per file
+        codec = None if info.is_image else output_codec(config, info.pix_fmt, dst)  # resolved once per file
         dst = dst or default_output(src, config, info, output_dir, codec)
         check_output(src, dst, config, info, codec)
         # A frame-pattern output is made atomic by its SequenceWriter; files by a .partial rename.
@@ -159,6 +160,13 @@ def _video(session: Session, reader: VideoReader, partial: Path | None, dst: Pat
         writer = writer_class(partial, container_for(dst.suffix), info, size, settings, config.encode.audio,
                               config.encode.subtitles, section, tags)
     progress = Progress("none" if config.output.quiet else config.output.progress, info.frames, reader.path.name)
+    on_cpu = session.upscaler.device.type == "cpu" if session.upscaler is not None else session.pool.on_cpu
+    estimate = Estimate(info.frames, reader.path.name, on_cpu, faster_choice(config))
+
+    def on_frame(done: int) -> None:
+        progress.update(done)
+        estimate(done)
+
     executor: LocalExecutor
     if session.pool is not None:
         group = session.pool.frames_per_call(info.width, info.height)
@@ -167,7 +175,7 @@ def _video(session: Session, reader: VideoReader, partial: Path | None, dst: Pat
         group = session.upscaler.frames_per_call(info.width, info.height)
         executor = LocalExecutor(session.upscaler, size, queue_size=config.execution.queue_size, group=group)
     try:
-        stats = executor.run(reader, writer, on_frame=progress.update, on_tick=progress.tick)
+        stats = executor.run(reader, writer, on_frame=on_frame, on_tick=progress.tick)
         report = writer.close()
     except BaseException:
         writer.abort()
@@ -184,8 +192,18 @@ def _video(session: Session, reader: VideoReader, partial: Path | None, dst: Pat
                     "from where it stood there, so no time is lost and audio stays in sync", reader.path,
                     report.splices)
     return RunSummary(reader.path, dst, session.model_name, stats.frames_written, 0.0, size, report.copied_packets,
-                      repaired_pts=report.repaired_pts, splices=report.splices, stats={**vars(stats), "frame_bound": executor.frame_bound()},
+                      repaired_pts=report.repaired_pts, splices=report.splices,
+                      stats={**vars(stats), "frame_bound": executor.frame_bound(), "estimated_seconds": estimate.seconds,
+                             "estimate_spent_s": estimate.spent},
                       note=stats.note())
+
+
+def faster_choice(config: RunConfig) -> str:
+    """What would make a slow run faster, for the line that predicts it."""
+    scale = config.model.scale
+    if scale is not None and scale > 2:
+        return "`scale` 2 or a GPU is faster"
+    return "a smaller model (`model` bicubic) or a GPU is faster"
 
 
 def _segmented(session: Session, reader: VideoReader, partial: Path | None, dst: Path, codec: str) -> RunSummary:

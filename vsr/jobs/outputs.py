@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 from pathlib import Path
 
 from vsr.config import RunConfig
@@ -16,6 +17,7 @@ from vsr.media.codecs import (
     parse_encoder_opts,
 )
 from vsr.media.containers import (
+    CONTAINER_DEFAULTS,
     CONTAINERS,
     FALLBACK_EXT,
     IMAGE_CODECS,
@@ -29,12 +31,19 @@ from vsr.media.sequence import is_pattern, is_sequence, sequence_name
 log = logging.getLogger("vsr")
 
 
-def output_codec(config: RunConfig, source_pix_fmt: str) -> str:
+def output_codec(config: RunConfig, source_pix_fmt: str, dst: Path | None = None) -> str:
     """The video encoder, checked against what will run it: PyAV, or the ffmpeg binary (encoder=ffmpeg).
+    Without a `codec`, the default for the source's depth, or, when the output ``dst`` is a container
+    that cannot hold it, the container's own default encoder (`-o out.webm` → VP9, as ffmpeg does).
     Resolve it once per file and pass it on: a hardware encoder is test-opened, and a fallback warned."""
+    codec = config.encode.codec
+    if codec is None and dst is not None and not is_pattern(dst) and dst.suffix.lower() in CONTAINER_DEFAULTS:
+        default = choose_encoder(None, source_pix_fmt)
+        if not _holds(config, dst.suffix, default):
+            codec = CONTAINER_DEFAULTS[dst.suffix.lower()]
     if config.encode.encoder == "ffmpeg":
-        return ffmpeg_binary.choose_encoder(config.encode.codec, source_pix_fmt)
-    return choose_encoder(config.encode.codec, source_pix_fmt)
+        return ffmpeg_binary.choose_encoder(codec, source_pix_fmt)
+    return choose_encoder(codec, source_pix_fmt)
 
 
 def _holds(config: RunConfig, ext: str, codec: str) -> bool:
@@ -44,7 +53,23 @@ def _holds(config: RunConfig, ext: str, codec: str) -> bool:
 
 
 def suffix_for(config: RunConfig) -> str:
-    return f"_{config.model.height}p" if config.model.height else f"_x{config.model.scale}"
+    """``_x4`` (``_720p`` with a height), plus ``_preview_12s-15s`` for a section."""
+    m, t = config.model, config.timing
+    size = f"_{m.height}p" if m.height else f"_x{m.scale}"
+    if t.start is None and t.duration is None:
+        return size
+    start = t.start or 0
+    end = f"{start + t.duration:g}s" if t.duration is not None else "end"
+    return f"{size}_preview_{start:g}s-{end}"
+
+
+# What vsr names its outputs: <stem>_x4.ext, <stem>_720p.ext, each perhaps _preview_<a>s-<b>s.
+OUTPUT_NAME = re.compile(r".+_(x[1-8]|\d+p)(_preview_[\d.]+s-([\d.]+s|end))?$")
+
+
+def looks_like_output(path: Path) -> bool:
+    """Whether ``path`` is named as vsr names its outputs (by suffix_for)."""
+    return bool(OUTPUT_NAME.match(path.stem))
 
 
 def default_output(src: Path, config: RunConfig, info: VideoInfo, output_dir: Path | None = None,
@@ -70,8 +95,8 @@ def default_output(src: Path, config: RunConfig, info: VideoInfo, output_dir: Pa
 
 def check_output(src: Path, dst: Path, config: RunConfig, info: VideoInfo, codec: str | None) -> None:
     """Refuse an output that is the input, exists (without overwrite), has the wrong kind of
-    extension, cannot hold ``codec`` (None for images) with the input's timing, or lies in a missing
-    or unwritable folder."""
+    extension, cannot hold ``codec`` (None for images) with the input's timing, or lies in a folder
+    that cannot be written (a missing one is created)."""
     is_image = info.is_image
     if dst.resolve() == src.resolve():
         raise UsageError(f"{dst}: the output may not be the input")
@@ -91,8 +116,10 @@ def check_output(src: Path, dst: Path, config: RunConfig, info: VideoInfo, codec
         if not _holds(config, ext, codec):
             raise UsageError(f"{dst}: {ext} cannot hold {codec} with the input's timing; use .mkv")
     folder = dst.parent
-    if not folder.is_dir():
-        raise UsageError(f"{folder}: output folder does not exist")
+    try:  # as Real-ESRGAN and video2x do: an output folder that does not exist is made
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise UsageError(f"{folder}: cannot create the output folder ({e.strerror})") from e
     if not os.access(folder, os.W_OK | os.X_OK):
         raise UsageError(f"{folder}: output folder is not writable")
 
@@ -125,4 +152,5 @@ def encode_settings(info: VideoInfo, config: RunConfig, codec: str) -> EncodeSet
         preset=config.encode.preset,
         pix_fmt=config.encode.pix_fmt or default_fmt(codec, info.pix_fmt),
         options=parse_encoder_opts(config.encode.encoder_opt),
+        quiet=config.output.quiet,
     )

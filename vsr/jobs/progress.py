@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import sys
 import threading
 import time
@@ -11,6 +12,8 @@ from typing import TextIO
 from tqdm import tqdm
 
 from vsr.errors import UsageError
+
+log = logging.getLogger("vsr")
 
 MODES = ("bar", "json", "none")
 JSON_INTERVAL_S = 1.0  # seconds between JSON progress lines
@@ -84,3 +87,35 @@ class Progress:
         if self.bar is not None:
             self.bar.close()
         self.tick(force=True)
+
+
+ESTIMATE_FRAMES = 4  # frames after the first over which a run's speed is measured
+ESTIMATE_MIN_S = 1.0  # ... and at least this many seconds of them
+LONG_RUN_S = 600.0  # a CPU run predicted to take longer than this says so, with a faster choice
+
+
+class Estimate:
+    """The wall time a run will take, measured once on its first frames (the first excluded: it pays
+    the warm-up), and one line when that is long on a CPU. Called from the encode thread with the
+    frames written so far; costs a clock read per frame (its own time is kept in ``spent``)."""
+
+    def __init__(self, total: int | None, label: str, on_cpu: bool, advice: str) -> None:
+        self.total, self.label, self.on_cpu, self.advice = total, label, on_cpu, advice
+        self.t0 = time.monotonic()
+        self.first: tuple[int, float] | None = None  # (frames, time) when the first frame was written
+        self.seconds: float | None = None  # the predicted wall time of the whole run
+        self.spent = 0.0
+
+    def __call__(self, done: int) -> None:
+        t = time.perf_counter()
+        if self.seconds is None and self.total:
+            now = time.monotonic()
+            if self.first is None:
+                self.first = (done, now)
+            elif done - self.first[0] >= ESTIMATE_FRAMES and now - self.first[1] >= ESTIMATE_MIN_S:
+                rate = (done - self.first[0]) / (now - self.first[1])
+                self.seconds = (now - self.t0) + (self.total - done) / rate
+                if self.on_cpu and self.seconds > LONG_RUN_S:
+                    log.warning("%s: about %.0f min at %.2f fps on this CPU; %s", self.label, self.seconds / 60,
+                                rate, self.advice)
+        self.spent += time.perf_counter() - t

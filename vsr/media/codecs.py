@@ -8,6 +8,7 @@ hardware encoders.
 from __future__ import annotations
 
 import logging
+import os
 from dataclasses import dataclass, field
 from fractions import Fraction
 from functools import lru_cache
@@ -17,7 +18,7 @@ import av
 import yaml
 
 from vsr.errors import UsageError
-from vsr.media.color import Hdr10
+from vsr.media.color import Hdr10, is_rgb
 
 log = logging.getLogger("vsr")
 
@@ -39,6 +40,12 @@ class EncodeSettings:
     preset: str = "medium"
     pix_fmt: str = "yuv420p"
     options: dict[str, str] = field(default_factory=dict)  # --encoder-opt, passed through last
+    quiet: bool = False  # encoders that print on their own (SVT-AV1's banner) print errors only
+
+    def silence(self) -> None:
+        """Encoders that log past FFmpeg (SVT-AV1 reads SVT_LOG when it starts): errors only, when quiet."""
+        if self.quiet and self.codec.startswith(("libsvtav1", "av1_svt")):
+            os.environ["SVT_LOG"] = "1"
 
     def options_with_hdr(self, hdr: Hdr10 | None, source: str) -> dict[str, str]:
         """``codec_options()`` plus the source's HDR10 metadata where the encoder can carry it (libx265)."""
@@ -89,12 +96,21 @@ def default_pix_fmt(encoder: str, source_pix_fmt: str) -> str:
     return pick_pix_fmt(encoder, source_pix_fmt, supported_formats(encoder))
 
 
+def delivers(encoder: str) -> bool:
+    """Whether ``encoder`` makes files for players (H.264, HEVC, VP9, AV1: ``delivery`` in
+    encoders.yaml) rather than masters (FFV1, ProRes, which keep whatever they are given)."""
+    return bool(encoder_table().get(encoder, {}).get("delivery"))
+
+
 def pick_pix_fmt(encoder: str, source_pix_fmt: str, formats: list[str], fallbacks: tuple[str, ...] = ()) -> str:
     """The first of: the source's chroma and depth, the same chroma at 10 bits, 4:2:0 at the source's
     depth, 8-bit 4:2:0, then ``fallbacks``, that ``formats`` (what the encoder takes; empty: anything)
-    holds. Falling back is said in one line."""
+    holds. An RGB source (PNG frames, screen captures) counts as 4:2:0 for delivery encoders: browsers
+    and QuickTime play no 4:4:4 H.264. Falling back is said in one line."""
     depth = bit_depth(source_pix_fmt)
     sub = chroma(source_pix_fmt)
+    if sub == "444" and is_rgb(source_pix_fmt) and delivers(encoder):
+        sub = "420"
     base = "gray" if sub == "gray" else f"yuv{sub}p"
     suffix = "" if depth <= 8 else ("10le" if depth <= 10 else "12le")
     for cand in (base + suffix, f"yuv{sub}p10le" if depth > 8 else "", f"yuv420p{suffix}", "yuv420p", *fallbacks):

@@ -23,6 +23,8 @@ CONTAINERS: dict[str, tuple[str, frozenset[str] | None, bool]] = {
     ".avi": ("avi", None, False),
 }
 FALLBACK_EXT = ".mkv"  # holds every codec and keeps every timestamp
+# The encoder a container gets when the default one (libx264) cannot go in, as ffmpeg picks it.
+CONTAINER_DEFAULTS = {".webm": "libvpx-vp9"}
 MOV_FORMATS = ("mp4", "mov")  # faststart, custom metadata tags, hvc1
 # Image outputs: extension → (encoder, pixel format for 8-bit, for 16-bit)
 IMAGE_CODECS: dict[str, tuple[str, str, str]] = {

@@ -21,8 +21,9 @@ import av
 
 from vsr.errors import ProcessingError, UsageError
 from vsr.media.codecs import MP4_HEVC_TAG, EncodeSettings
-from vsr.media.color import UNSPECIFIED, ColorTags, YuvConverter, matrix
+from vsr.media.color import UNSPECIFIED, ColorTags, YuvConverter, is_rgb, matrix
 from vsr.media.containers import MOV_FORMATS, codec_family
+from vsr.media.ffmpeg.aspect import needs_aspect, restore_aspect
 from vsr.media.frame import Frame, VideoInfo
 from vsr.media.streams import StreamCopier
 from vsr.media.timeline import Continuity
@@ -64,8 +65,12 @@ class FrameWriter(Protocol):
 
 
 def output_tags(info: VideoInfo) -> ColorTags:
-    """The input's colour tags, with an unspecified matrix made explicit as the one vsr used."""
+    """The input's colour tags, with an unspecified matrix made explicit as the one vsr used. An RGB
+    source (PNG, TIFF frames) has no YUV matrix or range: its YUV output gets the players' defaults,
+    limited range and the matrix its size calls for."""
     tags = info.color
+    if is_rgb(info.pix_fmt):
+        tags = ColorTags(UNSPECIFIED, 1, tags.color_primaries, tags.color_trc)
     if tags.colorspace != UNSPECIFIED:
         return tags
     hd = matrix(tags, info.height).name == "ITU709"
@@ -138,14 +143,19 @@ def add_other_streams(out: av.container.OutputContainer, video: av.stream.Stream
     return copier
 
 
-def finish_output(out: av.container.OutputContainer, copier: StreamCopier | None) -> None:
-    """Mux the rest of the other streams and write the container's trailer."""
+def finish_output(out: av.container.OutputContainer, copier: StreamCopier | None, info: VideoInfo,
+                  size: tuple[int, int]) -> None:
+    """Mux the rest of the other streams and write the container's trailer; then, for Matroska and
+    WebM, the video's aspect ratio (vsr.media.ffmpeg.aspect)."""
     try:
         if copier is not None:
             copier.pump(None)
         out.close()
     except (OSError, av.error.FFmpegError) as e:
         raise ProcessingError(f"{out.name}: finishing the output failed ({e})") from e
+    fmt = out.format.name
+    if needs_aspect(fmt, info.sample_aspect_ratio):
+        restore_aspect(Path(out.name), fmt, *size, info.sample_aspect_ratio)
 
 
 def release_output(out: av.container.OutputContainer, copier: StreamCopier | None) -> None:
@@ -197,6 +207,7 @@ class VideoWriter:
     def _add_video(self, fmt: str, settings: EncodeSettings) -> av.video.stream.VideoStream:
         info = self.info
         options = settings.options_with_hdr(info.hdr, info.path.name)
+        settings.silence()
         try:
             vs = self.out.add_stream(settings.codec, rate=info.frame_rate or Fraction(25), options=options)
         except (ValueError, av.error.FFmpegError) as e:
@@ -236,7 +247,7 @@ class VideoWriter:
                 self._mux_video(self.stream.encode(None))
             except (OSError, av.error.FFmpegError) as e:
                 raise ProcessingError(f"{self.out.name}: finishing the output failed ({e})") from e
-            finish_output(self.out, self.copier)
+            finish_output(self.out, self.copier, self.info, self.size)
             return report(self.frames, self.timeline, self.copier)
         finally:
             self.abort()

@@ -88,6 +88,16 @@ def open_input(path: str | Path) -> av.container.InputContainer:
         raise InputError(f"{p}: not a readable video or image ({e.__class__.__name__}: {e})") from e
 
 
+def made_by_vsr(path: str | Path) -> bool:
+    """Whether the file carries vsr's provenance tag (the ``vsr`` tag, or a comment it wrote)."""
+    try:
+        with av.open(str(path), "r") as c:
+            meta = {k.lower(): v for k, v in c.metadata.items()}
+    except (av.error.FFmpegError, OSError, ValueError, UnicodeDecodeError):
+        return False
+    return "vsr" in meta or meta.get("comment", "").startswith("vsr ")
+
+
 def is_attached_picture(stream: av.stream.Stream) -> bool:
     """Cover art: a video stream that is one still picture (attached_pic disposition)."""
     return bool(stream.disposition & av.stream.Disposition.attached_pic)

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import logging
 import time
 from dataclasses import dataclass, field
 from typing import Callable, Sequence
@@ -36,7 +37,9 @@ from vsr.models.registry import ModelDescriptor
 from vsr.upscale import colorfix, tiling
 from vsr.upscale.convert import finite, normalise, quantise, resize
 from vsr.upscale.cuda import CudaTransfers, GraphCache
-from vsr.upscale.device import resolve_device, resolve_precision
+from vsr.upscale.device import PRECISION_NAMES, resolve_device, resolve_precision
+
+log = logging.getLogger("vsr")
 
 # Default tile, LR px. AdcSR's self-attention grows with the square of the tile area: on an H200, with
 # the authors' modules (docs/adcsr.md; vsr's own engine is not measured on a GPU yet), 256² tiles cost
@@ -112,6 +115,12 @@ class Upscaler:
             raise TypeError("the model has no descriptor: load it with vsr.load_model, or pass descriptor=")
         self.device = resolve_device(device)
         self.dtype = resolve_precision(precision, self.device)
+        if PRECISION_NAMES[self.dtype] not in self.descriptor.precisions:
+            if precision != "auto":
+                raise UsageError(f"{self.descriptor.name} computes in {', '.join(self.descriptor.precisions)}, "
+                                 f"not {precision}; choose one of those as `precision`")
+            log.info("%s computes in %s: using fp32", self.descriptor.name, ", ".join(self.descriptor.precisions))
+            self.dtype = torch.float32
         if self.device.type == "cuda" and self.dtype == torch.bfloat16 and not torch.cuda.is_bf16_supported():
             raise UsageError(f"{self.device} does not support bf16; use `precision` fp16 or fp32")
         self.scale, self.multiple = self.descriptor.scale, self.descriptor.multiple

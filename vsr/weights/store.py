@@ -15,6 +15,7 @@ import shutil
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 from huggingface_hub import HfApi, hf_hub_download
 
@@ -168,6 +169,38 @@ def accept_licence(name: str, yes: bool) -> None:
     marker.write_text(f"accepted {datetime.datetime.now().isoformat(timespec='seconds')}\n")
 
 
+def by_hand(name: str, revision: str = "main") -> str:
+    """How to install model ``name``'s files without a network here: their addresses on the hub, where
+    they go, and the command that puts them there."""
+    src = SOURCES[name]
+    urls = " and ".join(f"https://huggingface.co/{src.repo_id}/resolve/{revision}/{f.repo_path}" for f in src.files)
+    names = " ".join(f.name for f in src.files)
+    return (f"to install by hand, fetch {urls} (Hugging Face repo {src.repo_id}) on a machine with network, "
+            f"copy them here and run `vsr weights install {names}`, which checks them and puts them in "
+            f"{model_dir(name)}")
+
+
+def install(folder: Path, names: tuple[str, ...], files: list[Path], check: Callable[..., None]) -> list[Path]:
+    """Copy ``files`` — the ones called ``names``, as `vsr weights download` would have fetched them —
+    into a model's cache ``folder``, after ``check(*files in the order of names)`` read them safely;
+    each recorded in the folder's manifest with its sha256."""
+    given = {f.name: f for f in files}
+    if sorted(given) != sorted(names) or len(given) != len(files):
+        raise UsageError(f"`vsr weights install` takes {' and '.join(names)} (got {', '.join(map(str, files))})")
+    for path in files:
+        if not path.is_file():
+            raise WeightsError(f"{path}: no such file")
+    check(*(given[n] for n in names))
+    folder.mkdir(parents=True, exist_ok=True)
+    done = []
+    for n in names:
+        tmp = folder / f".{n}.install"
+        shutil.copyfile(given[n], tmp)
+        install_file(tmp, folder / n, sha256_file(tmp), f"installed from {given[n].resolve()}")
+        done.append(folder / n)
+    return done
+
+
 def download(name: str, yes: bool = False, revision: str | None = None) -> None:
     if name not in SOURCES:
         raise UsageError(f"no download known for {name!r}; known: {', '.join(sorted(SOURCES))}")
@@ -177,7 +210,7 @@ def download(name: str, yes: bool = False, revision: str | None = None) -> None:
     try:
         infos = {i.path: i for i in HfApi().get_paths_info(src.repo_id, [f.repo_path for f in src.files], revision=rev)}
     except Exception as e:  # noqa: BLE001 - network or hub errors
-        raise WeightsError(f"cannot reach Hugging Face repo {src.repo_id}: {e}") from None
+        raise WeightsError(f"cannot reach Hugging Face ({type(e).__name__}); {by_hand(name, rev)}") from None
     staging = folder / ".download"
     for f in src.files:
         info, dest = infos.get(f.repo_path), folder / f.name
@@ -192,7 +225,7 @@ def download(name: str, yes: bool = False, revision: str | None = None) -> None:
         try:
             fetched = Path(hf_hub_download(src.repo_id, f.repo_path, revision=rev, local_dir=staging))
         except Exception as e:  # noqa: BLE001
-            raise WeightsError(f"download of {origin} failed: {e}") from None
+            raise WeightsError(f"download of {origin} failed ({type(e).__name__}); {by_hand(name, rev)}") from None
         install_file(fetched, dest, sha, origin)
         print(f"{dest}: sha256 verified")
     shutil.rmtree(staging, ignore_errors=True)

@@ -85,7 +85,7 @@ def join_segments(partial: Path, fmt: str, info: VideoInfo, paths: list[Path], a
                     packet.stream = vs
                     out.mux(packet)
                     stats.packets += 1
-        finish_output(out, copier)
+        finish_output(out, copier, info, (vs.codec_context.width, vs.codec_context.height))
     except BaseException:
         release_output(out, copier)
         raise

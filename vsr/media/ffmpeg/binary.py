@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import logging
 import re
-import shutil
 import subprocess
 from fractions import Fraction
 from functools import lru_cache
@@ -32,6 +31,7 @@ from vsr.media.codecs import (
 )
 from vsr.media.color import is_rgb, matrix
 from vsr.media.encode import output_tags
+from vsr.media.ffmpeg.locate import find_ffmpeg
 from vsr.media.frame import VideoInfo
 
 log = logging.getLogger("vsr")
@@ -46,28 +46,13 @@ SCALE_MATRIX = {Colorspace.ITU709: "bt709", Colorspace.ITU601: "bt601", Colorspa
                 Colorspace.SMPTE240M: "smpte240m", Colorspace.BT2020: "bt2020"}
 # As color.SWS_FLAGS: a flat patch comes back with the value it had.
 SCALE_FLAGS = "bicubic+accurate_rnd+full_chroma_int+full_chroma_inp"
-INSTALL_HINT = "pip install 'vsr[ffmpeg]'"
-
-
-def find_ffmpeg() -> str:
-    """The ``ffmpeg`` on PATH, else imageio-ffmpeg's bundled binary, else UsageError."""
-    found = shutil.which("ffmpeg")
-    if found:
-        return found
-    try:
-        import imageio_ffmpeg
-
-        return imageio_ffmpeg.get_ffmpeg_exe()
-    except (ImportError, RuntimeError) as e:
-        raise UsageError(f"--encoder ffmpeg: no ffmpeg binary on PATH and none from imageio-ffmpeg ({e}); "
-                         f"install ffmpeg or {INSTALL_HINT}") from e
 
 
 def ffmpeg_python():
     try:
         import ffmpeg
     except ImportError as e:
-        raise UsageError(f"--encoder ffmpeg needs ffmpeg-python: {INSTALL_HINT}") from e
+        raise UsageError("`encoder` ffmpeg needs ffmpeg-python: pip install 'vsr[ffmpeg]'") from e
     return ffmpeg
 
 

@@ -100,6 +100,7 @@ class FFmpegWriter:
 
     def _start(self, high_bit: bool) -> None:
         cmd = build_command(self.binary, self.info, self.size, self.settings, high_bit)
+        self.settings.silence()  # the child inherits it
         log.debug("ffmpeg: %s", subprocess.list2cmdline(cmd))
         try:
             # Its own session: Ctrl-C reaches vsr, which stops ffmpeg itself.
@@ -257,7 +258,7 @@ class FFmpegWriter:
                 raise self._failure("encoding failed")
             if self.packets != self.frames:
                 raise ProcessingError(f"{self.out.name}: ffmpeg returned {self.packets} packets for {self.frames} frames")
-            finish_output(self.out, self.copier)
+            finish_output(self.out, self.copier, self.info, self.size)
             return report(self.frames, self.timeline, self.copier)
         finally:
             self.abort()
