@@ -25,6 +25,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     a("--batch", type=int)
     a("--crop", type=int, help="HR crop side in px (multiple of 4)")
     a("--lr", type=float)
+    a("--lr-min", type=float, help="learning rate at the end of the cosine")
+    a("--init", type=Path, help="start from these compact weights (fine-tuning) instead of random ones")
+    a("--tiers", help="degradation tiers and weights, e.g. clean,mild or clean:1,heavy:2 (default: all, "
+                      "as weighted in degrade.yaml)")
     a("--fft-weight", type=float)
     a("--adv-weight", type=float, help="adversarial loss weight; 0 disables the discriminator")
     a("--gt-weight", type=float, help="weight of the losses against ground truth")
