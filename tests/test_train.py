@@ -177,3 +177,22 @@ def test_tiers_and_init_fine_tune(images, tmp_path):
 
     with pytest.raises(UsageError):  # a parent of another architecture
         run("--data", str(images), "--out", str(tmp_path / "bad"), "--steps", "1", "--init", str(parent), *FAST)
+
+
+def test_pair_export_blends_the_two_sets(tmp_path):
+    """vsr train --pair GRAIN DENOISE --export OUT: one file, S=0 is the grain set, S=1 the denoise set."""
+    cfg = compact.CompactConfig(num_feat=8, num_conv=1)
+    paths, models = [], []
+    for i in range(2):
+        torch.manual_seed(i)
+        m = compact.Compact(cfg)
+        torch.nn.init.normal_(m.body[-1].weight, std=0.01)
+        paths.append(tmp_path / f"set{i}.safetensors")
+        compact.save(m, paths[-1])
+        models.append(m.eval())
+    out = tmp_path / "pair.safetensors"
+    assert train_cli.main(parse("--pair", str(paths[0]), str(paths[1]), "--export", str(out))) == 0
+    x = torch.rand(1, 3, 8, 8) * 2 - 1
+    with torch.no_grad():
+        for s, ref in ((0.0, models[0]), (1.0, models[1])):
+            torch.testing.assert_close(compact.load(out, torch.device("cpu"), torch.float32, denoise=s)(x), ref(x))
