@@ -89,7 +89,7 @@ def upscale(model: torch.nn.Module, lr: np.ndarray) -> np.ndarray:
 
 
 def load_compact(spec: str) -> tuple[str, torch.nn.Module]:
-    label, _, rest = spec.partition("=")
+    label, _, rest = spec.rpartition("=")
     path, _, s = rest.partition("@")
     model = compact.load(Path(path), torch.device("cpu"), torch.float32, denoise=float(s) if s else None)
     return label, model.eval().requires_grad_(False)
@@ -146,6 +146,27 @@ def print_tables(scores: dict, names: list[str]) -> None:
                 print(f"{'  Δlan':<8}" + "".join(f"{'':>18}" if n not in extra else f"{row[n][0] - lz[0]:>+10.2f} /{row[n][1] - lz[1]:+.4f}" for n in names))
 
 
+def print_markdown(scores: dict, names: list[str]) -> None:
+    """The tables as Markdown: PSNR / SSIM per model, then compact's gain over bicubic and Lanczos."""
+    extra = [n for n in names if n not in ("bicubic", "lanczos")]
+    for kind in ("video", "photo"):
+        if kind not in scores:
+            continue
+        print(f"\n{kind} — PSNR dB / SSIM (gain over bicubic; over Lanczos)\n")
+        print("| strength | " + " | ".join(names) + " |")
+        print("|---" * (len(names) + 1) + "|")
+        for strength in EV.STRENGTHS:
+            row = scores[kind][strength]
+            cells = []
+            for n in names:
+                cell = f"{row[n][0]:.2f} / {row[n][1]:.4f}"
+                if n in extra and "bicubic" in row and "lanczos" in row:
+                    b, lz = row["bicubic"], row["lanczos"]
+                    cell += f" ({row[n][0] - b[0]:+.2f} / {row[n][1] - b[1]:+.4f}; {row[n][0] - lz[0]:+.2f} / {row[n][1] - lz[1]:+.4f})"
+                cells.append(cell)
+            print(f"| {strength} | " + " | ".join(cells) + " |")
+
+
 def save_grid(kept: dict, names: list[str], path: Path, tile: int) -> None:
     """Rows: strengths (per kept clip); columns: LR (nearest ×4), each model, HR; a centre crop each."""
     from PIL import Image, ImageDraw
@@ -179,9 +200,11 @@ def main() -> int:
     ap.add_argument("--no-baselines", action="store_true", help="skip bicubic and Lanczos")
     ap.add_argument("--frames", type=int, help="frames per clip (default: all of them)")
     ap.add_argument("--grid", type=Path, help="write a before/after image grid (PNG) here")
-    ap.add_argument("--grid-tile", type=int, default=144, help="side of each grid crop, HR px")
+    ap.add_argument("--grid-tile", type=int, default=128, help="side of each grid crop, HR px")
+    ap.add_argument("--grid-models", help="comma-separated models shown in the grid (default: all but Lanczos)")
     ap.add_argument("--json", type=Path, help="write the scores here")
     ap.add_argument("--threads", type=int, default=1, help="torch threads")
+    ap.add_argument("--markdown", action="store_true", help="also print the tables as Markdown")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     if not BBB.is_file() or not any(args.holdout.glob("*.png")):
@@ -199,12 +222,15 @@ def main() -> int:
     print(f"{len(clips)} clips, {sum(len(c.hr) for c in clips)} HR frames; variants: "
           + "; ".join(f"{s}: {', '.join(v[0] for v in vs)}" for s, vs in EV.STRENGTHS.items()))
     print_tables(result["scores"], names)
+    if args.markdown:
+        print_markdown(result["scores"], names)
     print(f"\n({time.monotonic() - started:.0f} s, torch threads {args.threads})")
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(result, indent=1))
     if args.grid:
-        save_grid(kept, [n for n in names if n != "lanczos"], args.grid, args.grid_tile)
+        shown = args.grid_models.split(",") if args.grid_models else [n for n in names if n != "lanczos"]
+        save_grid(kept, shown, args.grid, args.grid_tile)
         print(f"grid: {args.grid} ({args.grid.stat().st_size // 1024} KiB)")
     return 0
 
