@@ -24,6 +24,7 @@ def smooth_image(seed: int = 0, size: int = HR) -> torch.Tensor:
 def off(cfg: dict) -> dict:
     """The config with every random degradation disabled (final resize only)."""
     cfg = copy.deepcopy(cfg)
+    cfg.pop("tiers", None)  # the base parameters alone (a tier would switch degradations back on)
     for stage in ("first", "second"):
         cfg[stage]["blur_prob"] = cfg[stage]["noise_prob"] = cfg[stage]["jpeg_prob"] = 0.0
         cfg[stage]["resize"]["probs"] = {"up": 0.0, "down": 0.0, "keep": 1.0}
@@ -63,7 +64,8 @@ def test_all_off_is_a_plain_downscale(cfg):
 def test_degradations_change_the_image(cfg):
     hr = smooth_image(3)
     clean = D.resize(hr, (HR // 4, HR // 4), "area")
-    errs = [float((D.degrade(hr, np.random.default_rng(s), cfg) - clean).abs().mean()) for s in range(4)]
+    damaged = D.select_tiers(cfg, {"medium": 1.0, "heavy": 1.0})  # the clean tier is a plain reduction
+    errs = [float((D.degrade(hr, np.random.default_rng(s), damaged) - clean).abs().mean()) for s in range(4)]
     assert min(errs) > 0.005
 
 
@@ -138,3 +140,37 @@ def test_interlace_combs_and_vhs_smears_chroma(cfg):
     img = smooth_image(6, 32)
     v = D.vhs(img, np.random.default_rng(0), cfg["video"]["vhs"])
     assert v.shape == img.shape and float((v - img).abs().mean()) > 0.002
+
+
+def test_tiers_order_the_damage(cfg):
+    """Clean pairs are a plain ×4 reduction; damage grows clean < mild < medium < heavy."""
+    hr = smooth_image(7)
+    area = D.resize(hr, (HR // 4, HR // 4), "area")
+    err = {}
+    for tier in cfg["tiers"]:
+        only = D.select_tiers(cfg, {tier: 1.0})
+        err[tier] = np.mean([float((D.degrade(hr, np.random.default_rng(s), only) - area).abs().mean()) for s in range(8)])
+    assert err["clean"] < 0.01
+    assert err["clean"] < err["mild"] < err["medium"] < err["heavy"]
+
+
+def test_tier_weights_and_selection(cfg):
+    tiers = cfg["tiers"]
+    total = sum(t["weight"] for t in tiers.values())
+    assert (tiers["clean"]["weight"] + tiers["mild"]["weight"]) / total >= 1 / 3  # issue 19: ≥ a third clean or mild
+    assert D.parse_tiers("clean,mild:3") == {"clean": 1.0, "mild": 3.0}
+    picked = {D.draw_tier(D.select_tiers(cfg, {"heavy": 1.0}), np.random.default_rng(s)) for s in range(20)}
+    assert picked == {"heavy"}
+    with pytest.raises(ValueError):
+        D.select_tiers(cfg, {"nonsense": 1.0})
+    merged = D.tier_config(cfg, "mild")
+    assert merged["video"]["codec"]["codecs"] == {"h264": 1.0}  # weight tables are replaced, not merged
+    assert merged["video"]["codec"]["frames"] == cfg["video"]["codec"]["frames"]  # the rest is inherited
+
+
+def test_antialiased_resize_is_closer_to_area_than_plain():
+    fine = torch.rand(3, 64, 64, generator=torch.Generator().manual_seed(0))  # all detail above LR Nyquist
+    area = D.resize(fine, (16, 16), "area")
+    plain = float((D.resize(fine, (16, 16), "bicubic") - area).abs().mean())
+    aa = float((D.resize(fine, (16, 16), "bicubic_aa") - area).abs().mean())
+    assert aa < 0.5 * plain

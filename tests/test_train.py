@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 import torch
 import torch.nn.functional as F
 from PIL import Image
@@ -154,3 +155,44 @@ def test_prepare_data_writes_the_splits(tmp_path):
     sizes = sorted(Image.open(p).size for p in (tmp_path / "out" / "train").iterdir())
     assert sizes == [(68, 100), (132, 200)]  # long side as asked, cropped to multiples of 4
     assert Image.open(tmp_path / "out" / "holdout" / "b_64.png").size == (64, 44)
+
+
+def test_tiers_and_init_fine_tune(images, tmp_path):
+    """--init starts from a weights file (the parent of the --denoise sets), --tiers narrows the
+    degradations; the tiers are recorded in the checkpoint's recipe (pass them again with --resume)."""
+    parent = tmp_path / "parent.safetensors"
+    torch.manual_seed(1)
+    model = compact.Compact(compact.CompactConfig(num_feat=8, num_conv=2))
+    torch.nn.init.normal_(model.body[-1].weight, std=0.01)
+    compact.save(model, parent)
+    out = tmp_path / "ft"
+    run("--data", str(images), "--out", str(out), "--steps", "1", "--lr", "1e-12", "--lr-min", "1e-12", "--init", str(parent),
+        "--tiers", "clean", "--num-feat", "8", "--num-conv", "2", *FAST)
+    tuned = load_model("compact", out / T.EXPORT_NAME)
+    for k, v in model.state_dict().items():
+        torch.testing.assert_close(tuned.state_dict()[k], v, rtol=1e-4, atol=1e-6)  # a near-zero step from the parent
+    recipe = yaml.safe_load(torch.load(out / T.CHECKPOINT_NAME, weights_only=True)["recipe_yaml"])
+    assert recipe["train"]["tiers"] == "clean"
+    from vsr.errors import UsageError
+
+    with pytest.raises(UsageError):  # a parent of another architecture
+        run("--data", str(images), "--out", str(tmp_path / "bad"), "--steps", "1", "--init", str(parent), *FAST)
+
+
+def test_pair_export_blends_the_two_sets(tmp_path):
+    """vsr train --pair GRAIN DENOISE --export OUT: one file, S=0 is the grain set, S=1 the denoise set."""
+    cfg = compact.CompactConfig(num_feat=8, num_conv=1)
+    paths, models = [], []
+    for i in range(2):
+        torch.manual_seed(i)
+        m = compact.Compact(cfg)
+        torch.nn.init.normal_(m.body[-1].weight, std=0.01)
+        paths.append(tmp_path / f"set{i}.safetensors")
+        compact.save(m, paths[-1])
+        models.append(m.eval())
+    out = tmp_path / "pair.safetensors"
+    assert train_cli.main(parse("--pair", str(paths[0]), str(paths[1]), "--export", str(out))) == 0
+    x = torch.rand(1, 3, 8, 8) * 2 - 1
+    with torch.no_grad():
+        for s, ref in ((0.0, models[0]), (1.0, models[1])):
+            torch.testing.assert_close(compact.load(out, torch.device("cpu"), torch.float32, denoise=s)(x), ref(x))

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import torch
 
+from vsr.errors import UsageError
+from vsr.models import compact
 from vsr.train import loop
 from vsr.train.data import prepare_data
 
@@ -25,6 +27,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     a("--batch", type=int)
     a("--crop", type=int, help="HR crop side in px (multiple of 4)")
     a("--lr", type=float)
+    a("--lr-min", type=float, help="learning rate at the end of the cosine")
+    a("--init", type=Path, help="start from these compact weights (fine-tuning) instead of random ones")
+    a("--tiers", help="degradation tiers and weights, e.g. clean,mild or clean:1,heavy:2 (default: all, "
+                      "as weighted in degrade.yaml)")
     a("--fft-weight", type=float)
     a("--adv-weight", type=float, help="adversarial loss weight; 0 disables the discriminator")
     a("--gt-weight", type=float, help="weight of the losses against ground truth")
@@ -39,6 +45,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     a("--ckpt-every", type=int)
     a("--seed", type=int)
     a("--degrade-config", type=Path, help="degradation parameters (default: configs/degrade.yaml)")
+    a("--pair", nargs=2, type=Path, metavar=("GRAIN", "DENOISE"),
+      help="write the --denoise pair of these two weight files (fine-tuned from one parent) to --export, then exit")
     a("--max-minutes", type=float, help="stop (with a checkpoint) after this much wall time")
     a("--device", default="auto", help="auto | cpu | cuda | cuda:N")
     a("--threads", type=int, default=1, help="torch CPU threads for the model (0: torch's default; 1 is often fastest for this small net)")
@@ -54,6 +62,13 @@ def main(args: argparse.Namespace) -> int:
         dst = args.data or Path(recipe["data"]["dir"])
         n_train, n_hold = prepare_data(raw, dst, recipe["data"])
         print(f"prepared {n_train} training and {n_hold} held-out images in {dst}")
+        return 0
+    if args.pair:
+        if not args.export:
+            raise UsageError("--pair needs --export FILE (where to write the pair)")
+        grain, denoise = (compact.load(p, torch.device("cpu"), torch.float32) for p in args.pair)
+        compact.save_pair(grain, denoise, args.export, {"vsr_pair_of": f"{args.pair[0].name},{args.pair[1].name}"})
+        print(f"wrote the --denoise pair {args.pair[0]} (S=0) + {args.pair[1]} (S=1) to {args.export}")
         return 0
     if args.threads:
         torch.set_num_threads(args.threads)

@@ -9,6 +9,7 @@ resumed run rebuilds exactly the bank it had.
 
 from __future__ import annotations
 
+import re
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
@@ -33,6 +34,15 @@ def _reduce(img: "Any", long_side: int) -> "Any":
     return img.resize((round(w * f), round(h * f)), Image.Resampling.LANCZOS, reducing_gap=3.0)
 
 
+def _name(rel: str) -> str:
+    """Output stem of a source photo: its file stem, or for KDE's ``NAME/contents/images/WxH.jpg``
+    layout (every file named by its resolution) the wallpaper's NAME."""
+    path = Path(rel)
+    if re.fullmatch(r"\d+x\d+", path.stem) and len(path.parts) >= 4 and path.parts[-3] == "contents":
+        return path.parts[-4]
+    return path.stem
+
+
 def prepare_data(raw_dir: Path, out_dir: Path, data_cfg: dict[str, Any]) -> tuple[int, int]:
     """Write ``out_dir/train/*.png`` (each photo at every long side) and ``out_dir/holdout/*.png``."""
     counts = []
@@ -49,7 +59,7 @@ def prepare_data(raw_dir: Path, out_dir: Path, data_cfg: dict[str, Any]) -> tupl
                 small = _reduce(img, side)
                 w, h = small.size
                 small = small.crop((0, 0, w - w % SCALE, h - h % SCALE))
-                small.save(out_dir / split / f"{Path(rel).stem}_{side}.png", compress_level=PNG_COMPRESS_LEVEL)
+                small.save(out_dir / split / f"{_name(rel)}_{side}.png", compress_level=PNG_COMPRESS_LEVEL)
                 n += 1
         counts.append(n)
     return counts[0], counts[1]

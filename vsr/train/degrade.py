@@ -6,6 +6,11 @@ final resize to ``H/scale`` with an optional sinc (ringing) filter, then what vi
 low-bitrate H.264 or MPEG-2 encode through PyAV (several frames with a small pan, so inter-frame
 prediction shows up too), and optional interlace combing or VHS-like chroma smear and line jitter.
 
+Strength tiers (``tiers`` in the config): each sample first draws a tier (clean, mild, medium, heavy)
+by weight, and the tier's ``override`` is merged over the base parameters, so one config spans clean
+downscales (the common case a PSNR model must not smooth) to VHS-grade damage. A run trains on a
+subset of tiers with :func:`select_tiers` (the grain and denoise sets of ``--denoise``).
+
 Every random choice is drawn from the ``numpy.random.Generator`` the caller passes: one generator
 per sample gives bit-identical output for the same seed. Parameters live in
 ``vsr/configs/degrade.yaml`` (documented there); :func:`load_config` reads it.
@@ -35,6 +40,55 @@ def load_config(path: str | Path | None = None) -> dict[str, Any]:
     """The degradation parameters: ``path`` or the packaged degrade.yaml."""
     with open(path or CONFIG_PATH, encoding="utf-8") as f:
         return yaml.safe_load(f)
+
+
+REPLACED_WHOLE = ("codecs", "types", "probs")  # weight tables: a tier's table replaces the base's
+
+
+def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for k, v in over.items():
+        nested = isinstance(v, dict) and isinstance(base.get(k), dict) and k not in REPLACED_WHOLE
+        out[k] = _merge(base[k], v) if nested else v
+    return out
+
+
+def tier_config(cfg: dict[str, Any], name: str) -> dict[str, Any]:
+    """The full parameters of tier ``name``: its ``override`` merged over the base (``tiers`` removed)."""
+    base = {k: v for k, v in cfg.items() if k != "tiers"}
+    if name not in cfg.get("tiers", {}):
+        raise ValueError(f"unknown degradation tier {name!r}; the config has {sorted(cfg.get('tiers', {}))}")
+    return _merge(base, cfg["tiers"][name].get("override") or {})
+
+
+def select_tiers(cfg: dict[str, Any], weights: dict[str, float]) -> dict[str, Any]:
+    """The config with its tier weights replaced by ``weights`` (tiers not named get weight 0)."""
+    tiers = cfg.get("tiers", {})
+    unknown = set(weights) - set(tiers)
+    if unknown:
+        raise ValueError(f"unknown degradation tiers {sorted(unknown)}; the config has {sorted(tiers)}")
+    if not any(w > 0 for w in weights.values()):
+        raise ValueError("at least one tier needs a positive weight")
+    return {**cfg, "tiers": {n: {**t, "weight": float(weights.get(n, 0.0))} for n, t in tiers.items()}}
+
+
+def parse_tiers(text: str) -> dict[str, float]:
+    """``"clean:1,mild:1"`` or ``"clean,mild"`` (equal weights) → ``{"clean": 1.0, "mild": 1.0}``."""
+    out = {}
+    for part in text.split(","):
+        name, _, w = part.strip().partition(":")
+        out[name] = float(w) if w else 1.0
+    return out
+
+
+def draw_tier(cfg: dict[str, Any], rng: np.random.Generator) -> str | None:
+    """One tier name by weight; None when the config has no tiers."""
+    tiers = cfg.get("tiers")
+    if not tiers:
+        return None
+    names = list(tiers)
+    w = np.array([float(tiers[n]["weight"]) for n in names], dtype=np.float64)
+    return names[int(rng.choice(len(names), p=w / w.sum()))]
 
 
 # ----------------------------------------------------------------------------------------- kernels
@@ -113,8 +167,11 @@ def filter2d(img: torch.Tensor, kernel: np.ndarray) -> torch.Tensor:
 
 
 def resize(img: torch.Tensor, size: tuple[int, int], mode: str) -> torch.Tensor:
-    kw = {} if mode == "area" else {"align_corners": False}
-    return F.interpolate(img.unsqueeze(0), size=size, mode=mode, **kw)[0].clamp(0, 1)
+    """Resize to ``size`` (h, w). Modes: area, bilinear, bicubic (plain: a ×4 reduction aliases, as
+    naive scalers do) and bilinear_aa, bicubic_aa (antialiased, like ffmpeg's or PIL's reductions)."""
+    base, aa = mode.removesuffix("_aa"), mode.endswith("_aa")
+    kw = {} if base == "area" else {"align_corners": False, "antialias": aa}
+    return F.interpolate(img.unsqueeze(0), size=size, mode=base, **kw)[0].clamp(0, 1)
 
 
 def random_resize(img: torch.Tensor, rng: np.random.Generator, cfg: dict[str, Any]) -> torch.Tensor:
@@ -266,6 +323,9 @@ def _stage(img: torch.Tensor, rng: np.random.Generator, cfg: dict[str, Any]) -> 
 def degrade(hr: torch.Tensor, rng: np.random.Generator, cfg: dict[str, Any] | None = None) -> torch.Tensor:
     """HR ``(3, H, W)`` in [0, 1] (H, W multiples of the scale) → LR ``(3, H/scale, W/scale)`` in [0, 1]."""
     cfg = cfg or load_config()
+    tier = draw_tier(cfg, rng)
+    if tier is not None:
+        cfg = tier_config(cfg, tier)
     scale = int(cfg["scale"])
     h, w = hr.shape[-2:]
     if h % scale or w % scale:
@@ -279,7 +339,8 @@ def degrade(hr: torch.Tensor, rng: np.random.Generator, cfg: dict[str, Any] | No
     if rng.random() < cfg["second_order_prob"]:
         img = _stage(img, rng, second)
     # Final: resize to the LR size (+ optional sinc) and JPEG, in either order (Real-ESRGAN's choice).
-    mode = RESIZE_MODES[int(rng.integers(len(RESIZE_MODES)))]
+    modes = cfg.get("final_resize_modes", RESIZE_MODES)
+    mode = modes[int(rng.integers(len(modes)))]
     sinc = None
     if rng.random() < cfg["final_sinc_prob"]:
         size = int(rng.choice(np.arange(cfg["first"]["kernel"]["size"][0], cfg["first"]["kernel"]["size"][1] + 1, 2)))
@@ -297,6 +358,9 @@ def degrade(hr: torch.Tensor, rng: np.random.Generator, cfg: dict[str, Any] | No
     else:
         img = jpeg(img, quality) if do_jpeg else img
         img = resize_sinc(img)
+    lr_noise = cfg.get("lr_noise")
+    if lr_noise and rng.random() < lr_noise["prob"]:  # sensor / film grain in the LR video itself
+        img = add_noise(img, rng, lr_noise)
     video = cfg["video"]
     if rng.random() < video["interlace_prob"]:
         img = interlace(img, rng, video["interlace"])

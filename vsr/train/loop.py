@@ -37,7 +37,7 @@ def load_recipe(args: argparse.Namespace) -> dict[str, Any]:
     with open(args.config, encoding="utf-8") as f:
         recipe = yaml.safe_load(f)
     t = recipe["train"]
-    for key in ("steps", "batch", "crop", "lr", "fft_weight", "adv_weight", "gt_weight", "teacher_weight",
+    for key in ("steps", "batch", "crop", "lr", "lr_min", "tiers", "fft_weight", "adv_weight", "gt_weight", "teacher_weight",
                 "bank_size", "bank_refresh", "ckpt_every", "seed"):
         if getattr(args, key, None) is not None:
             t[key] = getattr(args, key)
@@ -73,6 +73,8 @@ def train(args: argparse.Namespace, recipe: dict[str, Any]) -> dict[str, float]:
     data_dir = args.data or Path(recipe["data"]["dir"]) / "train"
     images = load_images(data_dir, t["crop"])
     degrade_cfg = D.load_config(args.degrade_config)
+    if t.get("tiers"):  # e.g. "clean,mild": train on some strength tiers only (the --denoise sets)
+        degrade_cfg = D.select_tiers(degrade_cfg, D.parse_tiers(t["tiers"]))
     config = compact.CompactConfig(**{k: recipe["model"][k] for k in ("num_feat", "num_conv", "base") if k in recipe["model"]})
     # channels_last: on CPU the conv backward runs about twice as fast in NHWC.
     with torch.random.fork_rng(devices=[]):  # initial weights from the seed, global RNG untouched
@@ -86,6 +88,11 @@ def train(args: argparse.Namespace, recipe: dict[str, Any]) -> dict[str, float]:
         teacher = load_model(args.teacher, args.teacher_weights, device)
     step = 0
     ckpt = out / CHECKPOINT_NAME
+    if getattr(args, "init", None) is not None and not args.resume:  # fine-tune from a weights file
+        parent = compact.load(args.init, device, torch.float32)
+        if parent.config != config:
+            raise UsageError(f"--init {args.init} is a {parent.config}, the recipe asks for {config}")
+        model.load_state_dict(parent.state_dict())
     if args.resume:
         if not ckpt.is_file():
             raise UsageError(f"--resume: no checkpoint at {ckpt}")
