@@ -275,3 +275,44 @@ def test_fuzz_mutated_clips(good: Path, fuzz_session, tmp_path_factory, data) ->
         assert dst.is_file() and summary.frames >= 1
         with av.open(str(dst)) as c:
             assert len(list(c.decode(c.streams.video[0]))) == summary.frames
+
+
+def test_interrupt_while_threads_start_waits_for_the_decoder(monkeypatch) -> None:
+    """A signal that lands while the executor starts its threads (a split run's next segment starting
+    as a SIGHUP arrives) must not return while the decode thread is still inside the reader: the
+    caller closes the reader next, and PyAV crashed (SIGSEGV, about 1 run in 4 of the hangup test)."""
+    import threading
+
+    from vsr.errors import Interrupted
+    from vsr.executors import local
+    from vsr.media.frame import Frame
+
+    inside = threading.Event()
+
+    def frames():
+        for i in range(50):
+            inside.set()
+            time.sleep(0.05)  # a slow decode: the reader is in use
+            inside.clear()
+            yield Frame(i, i, 1, None, np.zeros((8, 8, 3), np.uint8))
+
+    class StartThenInterrupt(threading.Thread):
+        started = 0
+
+        def start(self) -> None:
+            super().start()
+            StartThenInterrupt.started += 1
+            if StartThenInterrupt.started == 1:  # the decode thread runs; the signal lands now
+                while not inside.is_set():
+                    time.sleep(0.001)
+                raise Interrupted("interrupted by SIGHUP", signal.SIGHUP)
+
+    monkeypatch.setattr(local.threading, "Thread", StartThenInterrupt)
+
+    class Never:
+        def upscale(self, images, size):
+            raise AssertionError("no frame reaches the model before the threads started")
+
+    with pytest.raises(Interrupted):
+        local.LocalExecutor(Never(), (8, 8)).run(frames(), sink=None)
+    assert not inside.is_set(), "run() returned while the decode thread was still reading"

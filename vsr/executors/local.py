@@ -71,6 +71,8 @@ class LocalExecutor:
         self._gauge = _Gauge()
         self._stop = threading.Event()
         self._error: BaseException | None = None
+        self._begun = threading.Lock()  # a thread begins (or, once stopped, never does) under this lock
+        self._running: list[threading.Event] = []  # the done events of threads that began
 
     def frame_bound(self) -> int:
         """Most frames alive at once: both queues full, a group in and out of the worker, one in
@@ -109,6 +111,10 @@ class LocalExecutor:
 
     def _guard(self, fn: Callable[[], None], done: threading.Event) -> Callable[[], None]:
         def run() -> None:
+            with self._begun:
+                if self._stop.is_set():  # stopped before this thread began: it touches nothing
+                    return
+                self._running.append(done)
             try:
                 fn()
             except BaseException as e:  # noqa: BLE001 - handed to the main thread, re-raised there
@@ -175,11 +181,15 @@ class LocalExecutor:
         inside PyAV calls on the reader and writer, which the caller closes next: closing them under a
         running thread crashes); the middle one, which touches no PyAV object, for at most
         WORKER_JOIN_S (it may be inside a long model call)."""
-        self.stop()
+        with self._begun:  # from here on no thread begins: wait for those that did
+            self.stop()
+            running = list(self._running)
         decoded, worked, encoded = done
-        decoded.wait()
-        encoded.wait()
-        worked.wait(WORKER_JOIN_S)
+        for event in (decoded, encoded):
+            if event in running:
+                event.wait()
+        if worked in running:
+            worked.wait(WORKER_JOIN_S)
 
     def run(
         self,
@@ -200,9 +210,9 @@ class LocalExecutor:
         done = [threading.Event() for _ in range(3)]
         jobs = [("vsr-decode", lambda: self._decode(frames, q_in)), ("vsr-upscale", lambda: self._work(q_in, q_out)),
                 ("vsr-encode", lambda: self._encode(sink, q_out, on_frame))]
-        for (name, fn), event in zip(jobs, done):
-            threading.Thread(target=self._guard(fn, event), name=name, daemon=True).start()
-        try:
+        try:  # an interruption while the threads start winds down those that began
+            for (name, fn), event in zip(jobs, done):
+                threading.Thread(target=self._guard(fn, event), name=name, daemon=True).start()
             while not all(e.is_set() for e in done) and self._error is None:
                 done[-1].wait(POLL_S)  # the encode thread finishes last
                 if on_tick is not None:
