@@ -10,7 +10,9 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-SCRIPTS = sorted(str(p.relative_to(REPO)) for p in (REPO / "benchmarks").glob("*.py")) + ["pipelines/farm.py"]
+BENCH = sorted((REPO / "benchmarks").glob("*.py"))
+SCRIPTS = [str(p.relative_to(REPO)) for p in BENCH if "__main__" in p.read_text()] + ["pipelines/farm.py"]
+HELPERS = [p.stem for p in BENCH if "__main__" not in p.read_text()]  # modules the scripts import
 
 
 def run(*argv: str) -> subprocess.CompletedProcess:
@@ -21,6 +23,12 @@ def run(*argv: str) -> subprocess.CompletedProcess:
 def test_script_help(script: str) -> None:
     r = run(script, "--help")
     assert r.returncode == 0 and "usage:" in r.stdout, r.stderr[-2000:]
+
+
+@pytest.mark.parametrize("module", HELPERS)
+def test_benchmark_helper_modules_import(module: str) -> None:
+    r = run("-c", f"import sys; sys.path.insert(0, 'benchmarks'); import {module}")
+    assert r.returncode == 0, r.stderr[-2000:]
 
 
 def test_module_entry_points() -> None:

@@ -196,7 +196,7 @@ def test_cpu_estimate_is_close_and_cheap_and_warns_when_long(tmp_path: Path, mon
     from vsr.jobs import progress
 
     src = tmp_path / "clip.mp4"
-    make_video(src, n=60, size=(96, 64), audio_start=None)
+    make_video(src, n=90, size=(192, 128), audio_start=None)  # long enough (> 2 s) to measure in ESTIMATE_MIN_S
     session = open_session(model="compact", progress="none")
     summary = upscale_file(session, src, tmp_path / "out.mkv")
     predicted, real = summary.stats["estimated_seconds"], summary.seconds
