@@ -20,7 +20,8 @@ from vsr.models import load_model
 from vsr.media.decode import read_rgb
 
 ROOT = Path(__file__).resolve().parents[1]
-KEYS = {"model", "device", "precision", "tile", "batch", "ms_per_tile", "tflops", "peak_fraction", "model_fps",
+KEYS = {"model", "device", "precision", "tile", "batch", "ms_per_tile", "filler_tiles", "note", "stages_s_per_frame",
+        "tflops", "peak_fraction", "model_fps",
         "pipeline_fps", "pipeline_efficiency", "speedup_vs_official", "peak_device_mem_mb", "peak_host_mem_mb"}
 POSITIVE = ("ms_per_tile", "model_fps", "pipeline_fps", "pipeline_efficiency", "speedup_vs_official",
             "peak_device_mem_mb", "peak_host_mem_mb")
@@ -63,15 +64,20 @@ def test_interpolation_only_model_counts_no_flops(clip: Path, capsys) -> None:
 
 
 def test_table_names_the_stages_and_the_bottleneck(capsys) -> None:
-    # compact (random weights when the shipped file is absent) on a generated clip
-    assert cli.main(["bench", "--model", "compact", "--device", "cpu", "--size", "32x32", "--frames", "3",
+    # compact on a generated clip, tiled (4 tiles a frame: the blend stage runs)
+    assert cli.main(["bench", "--model", "compact", "--device", "cpu", "--size", "56x56", "--frames", "3",
                      "--tile", "32"]) == 0
     out = capsys.readouterr().out
-    assert "chosen" in out and "official" in out and "ms/tile" in out
+    assert "chosen" in out and "official" in out and "ms/tile" in out and "filler tiles" in out
     for stage in ("decode alone", "colour conversion", "decode (thread)", "encode (thread", "encode alone",
                   "host→device", "model", "blend", "device→host"):
         assert stage in out
     assert "bottleneck:" in out
+    # an interpolator: straight to the output size, its own stage, no blend
+    assert cli.main(["bench", "--model", "bicubic", "--device", "cpu", "--size", "32x32", "--frames", "3",
+                     "--no-official"]) == 0
+    out = capsys.readouterr().out
+    assert "interpolate+quantise" in out and "blend" not in out
 
 
 def test_flop_count_and_ceiling_are_positive() -> None:

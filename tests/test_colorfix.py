@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from vsr.upscale.colorfix import COLOR_FIXES, DEFAULT_COLOR_FIX, adain, apply_color_fix, wavelet
+from vsr.upscale.colorfix import COLOR_FIXES, DEFAULT_COLOR_FIX, adain, adain_affine, apply_color_fix, wavelet
 from vsr.errors import UsageError
 
 
@@ -24,9 +24,15 @@ def frames(seed: int, n: int = 2, size: int = 16):
 
 
 @pytest.mark.parametrize("seed", range(4))
-def test_adain_equals_the_official_formula_bit_for_bit(seed):
+def test_adain_equals_the_official_formula(seed):
     sr, lr = frames(seed)
-    assert torch.equal(apply_color_fix("adain", sr, lr), official(sr, lr))
+    before = sr.clone()
+    out = apply_color_fix("adain", sr, lr)
+    assert torch.equal(sr, before)  # the input is not touched
+    torch.testing.assert_close(out, official(sr, lr), rtol=0, atol=1e-6)  # float rounding, far below 1/255
+    gain, bias = adain_affine(sr, lr)
+    assert gain.shape == bias.shape == (2, 3, 1, 1)
+    torch.testing.assert_close(sr * gain + bias, official(sr, lr), rtol=0, atol=1e-6)
     assert DEFAULT_COLOR_FIX == "adain"
 
 
@@ -38,7 +44,7 @@ def test_adain_guards_only_flat_channels():
     out = adain(sr, lr)
     assert torch.isfinite(out).all()
     ref = official(sr, lr)
-    assert torch.equal(out[0, [0, 2]], ref[0, [0, 2]])  # untouched elsewhere
+    torch.testing.assert_close(out[0, [0, 2]], ref[0, [0, 2]], rtol=0, atol=1e-6)  # the formula elsewhere
     torch.testing.assert_close(out[0, 1], lr[0, 1].mean().expand(64, 64))  # the limit: lr's mean
     torch.testing.assert_close(out[1], lr[1].mean(dim=(1, 2))[:, None, None].expand(3, 64, 64))
     flat_lr = torch.full_like(lr, 0.2)
@@ -64,6 +70,27 @@ def test_wavelet_keeps_detail_and_takes_colour():
     up = F.interpolate(lr, size=sr.shape[-2:], mode="bicubic", align_corners=False)
     assert (out.mean(dim=(2, 3)) - up.mean(dim=(2, 3))).abs().max() < 0.05
     assert (out - out.mean(dim=(2, 3), keepdim=True) - (sr - sr.mean(dim=(2, 3), keepdim=True))).std() < sr.std()
+
+
+def wavelet_as_published(sr: torch.Tensor, lr: torch.Tensor) -> torch.Tensor:
+    """StableSR's form: both images split into 5 à-trous bands by a depthwise 3×3 convolution,
+    sr's detail bands plus lr's residual low band."""
+    def split(x):
+        high = torch.zeros_like(x)
+        for level in range(5):
+            d = 2**level
+            k = torch.tensor([[1.0, 2.0, 1.0], [2.0, 4.0, 2.0], [1.0, 2.0, 1.0]]).div(16).expand(3, 1, 3, 3)
+            low = F.conv2d(F.pad(x, (d,) * 4, mode="replicate"), k, groups=3, dilation=d)
+            high, x = high + (x - low), low
+        return high, x
+    ref = F.interpolate(lr, size=sr.shape[-2:], mode="bicubic", align_corners=False)
+    return split(sr)[0] + split(ref)[1]
+
+
+@pytest.mark.parametrize("size", [16, 5])
+def test_wavelet_equals_the_published_two_chain_form(size):
+    sr, lr = frames(4, size=size)  # 5 px: dilations beyond the image (replicate padding) too
+    torch.testing.assert_close(wavelet(sr, lr), wavelet_as_published(sr, lr), rtol=0, atol=1e-5)
 
 
 @pytest.mark.parametrize("name", sorted(COLOR_FIXES))

@@ -15,7 +15,8 @@ from vsr.upscale import tiling
 
 # Engine stages timed in the instrumented pass (method of the Upscaler, or tiling.blend).
 ENGINE_STAGES = (("host→device", "_upload"), ("pad+cut", "_start_frame"), ("model", "_forward"),
-                 ("blend", "blend"), ("colour fix+resize+quantise", "_finish"), ("device→host", "_download"))
+                 ("blend", "blend"), ("colour fix+resize+quantise", "_finish"), ("device→host", "_download"),
+                 ("interpolate+quantise (interpolators)", "_resize_direct"))
 
 
 def sync(device: torch.device) -> None:

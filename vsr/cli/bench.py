@@ -30,7 +30,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def main(args: argparse.Namespace) -> int:
     results, info = run_bench(args)
     if args.json:
-        print(json.dumps([{k: r.row[k] for k in KEYS} for r in results], indent=1))
+        print(json.dumps([{**{k: r.row[k] for k in KEYS}, "note": r.note, "stages_s_per_frame": r.stages}
+                          for r in results], indent=1))
     else:
         print(format_table(results, info))
     return 0

@@ -119,8 +119,8 @@ class RayPool:
             capacity = int(gpus / per_actor + 1e-9)
             workers = ex.workers or capacity
             if workers > capacity:
-                raise UsageError(f"workers {workers}: the Ray cluster has {gpus:g} GPU(s) and each actor takes "
-                                 f"{per_actor:g} (gpus_per_worker): at most {capacity} actor(s)")
+                raise UsageError(f"`workers` {workers}: the Ray cluster has {gpus:g} GPU(s) and each actor takes "
+                                 f"{per_actor:g} (`gpus_per_worker`): at most {capacity} actor(s)")
             options = {"num_gpus": per_actor}
             actor_device, threads = ("cpu" if on_cpu else "cuda"), 1
         else:

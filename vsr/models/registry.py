@@ -18,27 +18,10 @@ import torch
 from torch import nn
 
 from vsr.errors import UsageError
+from vsr.models.descriptor import ModelDescriptor
 from vsr.models import classic, compact
 from vsr.models.adcsr import build_adcsr, build_adcsr_tiny, loader
 from vsr.weights.store import model_dir, present
-
-ALL_PRECISIONS = ("fp32", "fp16", "bf16")
-
-
-@dataclass(frozen=True)
-class ModelDescriptor:
-    """What a loaded model is, as the engine and the CLI need to know it (spandrel's descriptor idea)."""
-
-    name: str  # registry name, or the detected architecture of a loaded file
-    scale: int  # native upscale factor: the model always computes this (other scales are resized)
-    multiple: int = 1  # input H and W must be multiples of this; the engine pads
-    value_range: tuple[float, float] = (-1.0, 1.0)  # of the input and the output
-    tiling: bool = False  # attention: cost grows with tile area squared, so frames are tiled by default
-    precisions: tuple[str, ...] = ALL_PRECISIONS  # what the model computes correctly in
-    shifts_colour: bool = True  # learned models can drift in colour, so the colour fix applies
-    architecture: str = ""  # for messages and provenance: "AdcSR", "SRVGGNetCompact", "RRDBNet", ...
-    denoise: bool = False  # takes denoise S (a grain/denoise pair of weight sets)
-
 
 Loader = Callable[..., nn.Module]  # (weights or None, device, dtype, **options) -> module
 
@@ -68,14 +51,15 @@ def _compact(weights: Path | None, device: torch.device, dtype: torch.dtype, den
     return compact.load(weights, device, dtype, denoise)
 
 
-def _classic(name: str, build: Callable[[], nn.Module], text: str) -> ModelSpec:
-    return ModelSpec(ModelDescriptor(name, classic.SCALE, shifts_colour=False, architecture=text), build,
-                     _no_weights(build), f"{text} ×4 (baseline)")
+def _classic(name: str, build: Callable[[], nn.Module], text: str, integer: bool) -> ModelSpec:
+    d = ModelDescriptor(name, classic.SCALE, shifts_colour=False, interpolates=True, integer_resize=integer,
+                        architecture=text)
+    return ModelSpec(d, build, _no_weights(build), f"{text} ×4 (baseline)")
 
 
 MODELS: dict[str, ModelSpec] = {
-    "bicubic": _classic("bicubic", classic.build_bicubic, "bicubic"),
-    "lanczos": _classic("lanczos", classic.build_lanczos, "Lanczos-3"),
+    "bicubic": _classic("bicubic", classic.build_bicubic, "bicubic", integer=True),
+    "lanczos": _classic("lanczos", classic.build_lanczos, "Lanczos-3", integer=False),
     "adcsr": ModelSpec(ModelDescriptor("adcsr", 4, 16, tiling=True, architecture="AdcSR"), build_adcsr,
                        loader("adcsr"), "AdcSR ×4 (CVPR 2025), one-step diffusion-GAN, 456 M parameters; GPU",
                        needs_weights=True, gpu_model=True, downloads=("adcsr",)),

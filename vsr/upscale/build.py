@@ -11,12 +11,8 @@ import torch
 from vsr.config import RunConfig
 from vsr.models import ModelDescriptor, load_model
 from vsr.upscale.device import resolve_precision
-from vsr.upscale.engine import (
-    DEFAULT_BATCH,
-    DEFAULT_TILE,
-    DEFAULT_TILE_OVERLAP,
-    Upscaler,
-)
+from vsr.upscale.engine import DEFAULT_BATCH, Upscaler
+from vsr.upscale.tiling import DEFAULT_TILE, DEFAULT_TILE_OVERLAP
 
 
 def default_tile_batch(descriptor: ModelDescriptor, device: torch.device) -> tuple[int, int]:

@@ -5,12 +5,14 @@ and typed like ``sr`` (statistics are computed in fp32). Clamping is the caller'
 official pipeline corrects the unclamped output and clamps afterwards.
 
 - ``adain``: the official AdcSR test.py correction. Per image and channel,
-  ``(sr - mean(sr)) / std(sr) * std(lr) + mean(lr)`` with unbiased std and no epsilon, so results
-  equal the official ones bit for bit, except where a channel of ``sr`` is exactly flat (std 0): there
-  the official formula divides 0 (up to rounding) by 0, and the result is ``mean(lr)``, its limit.
+  ``(sr - mean(sr)) / std(sr) * std(lr) + mean(lr)`` with unbiased std and no epsilon, computed as
+  the affine map ``sr * gain + bias`` it is (``adain_affine``), so results equal the official ones up
+  to float rounding (about 1e-7), except where a channel of ``sr`` is exactly flat (std 0): there the
+  official formula divides 0 (up to rounding) by 0, and the result is ``mean(lr)``, its limit.
 - ``wavelet``: StableSR's / OSEDiff's wavelet colour fix. Both images are split by a 5-level à-trous
   wavelet (3×3 binomial blur, dilation 1, 2, 4, 8, 16, replicate padding); the result is the high
-  frequencies of ``sr`` plus the residual low frequency of ``lr`` upsampled (bicubic) to ``sr``'s size.
+  frequencies of ``sr`` plus the residual low frequency of ``lr`` upsampled (bicubic) to ``sr``'s size,
+  computed as ``sr + low(lr↑ - sr)`` (one chain of blurs: they are linear).
 - ``none``: ``sr`` unchanged.
 """
 
@@ -27,41 +29,53 @@ from vsr.errors import UsageError
 WAVELET_LEVELS = 5  # as StableSR / OSEDiff: dilations 1..16 leave only very low frequencies
 
 
-def adain(sr: torch.Tensor, lr: torch.Tensor) -> torch.Tensor:
+def adain_affine(sr: torch.Tensor, lr: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """AdaIN as the per-image, per-channel affine map it is: (gain, bias), each (N, C, 1, 1) fp32, with
+    ``adain(sr, lr) = sr * gain + bias``. One pass over ``sr`` (var_mean) and one over ``lr``; the
+    engine folds the map into its quantisation, so the colour fix costs no pass of its own."""
     if lr.shape[-2] * lr.shape[-1] < 2:  # one pixel has no spread to match: leave the output as it is
-        return sr
-    x, ref = sr.float(), lr.float()
-    mean, std = x.mean(dim=(2, 3), keepdim=True), x.std(dim=(2, 3), keepdim=True)
+        one = torch.ones(*sr.shape[:2], 1, 1, device=sr.device)
+        return one, torch.zeros_like(one)
+    var, mean = torch.var_mean(sr.float(), dim=(2, 3), keepdim=True)
+    ref_var, ref_mean = torch.var_mean(lr.float(), dim=(2, 3), keepdim=True)
+    std = var.sqrt()
     flat = std == 0
-    normed = torch.where(flat, 0.0, (x - mean) / torch.where(flat, 1.0, std))
-    out = normed * ref.std(dim=(2, 3), keepdim=True) + ref.mean(dim=(2, 3), keepdim=True)
-    return out.to(sr.dtype)
+    gain = torch.where(flat, 0.0, ref_var.sqrt() / torch.where(flat, 1.0, std))  # flat: the limit, mean(lr)
+    return gain, ref_mean - mean * gain
 
 
-def _blur(x: torch.Tensor, dilation: int) -> torch.Tensor:
-    k1 = torch.tensor([0.25, 0.5, 0.25], dtype=x.dtype, device=x.device)
-    kernel = torch.outer(k1, k1).expand(x.shape[1], 1, 3, 3)
-    x = F.pad(x, (dilation,) * 4, mode="replicate")
-    return F.conv2d(x, kernel, groups=x.shape[1], dilation=dilation)
+def adain(sr: torch.Tensor, lr: torch.Tensor) -> torch.Tensor:
+    gain, bias = adain_affine(sr, lr)
+    return torch.addcmul(bias, sr.float(), gain).to(sr.dtype)
 
 
-def _split(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """(sum of the detail bands, the residual low frequency)."""
-    high = torch.zeros_like(x)
+def _blur(x: torch.Tensor, d: int) -> torch.Tensor:
+    """3×3 binomial blur ([1, 2, 1]/4 each way) with dilation ``d``, replicate padding: as two
+    separable passes of shifted adds (a depthwise convolution costs about 5× more on a CPU)."""
+    x = F.pad(x, (d, d, d, d), mode="replicate")
+    v = torch.add(x[..., : -2 * d, :], x[..., 2 * d :, :]).add_(x[..., d:-d, :], alpha=2)  # (N, C, H, W + 2d)
+    return torch.add(v[..., : -2 * d], v[..., 2 * d :]).add_(v[..., d:-d], alpha=2).mul_(1 / 16)  # (N, C, H, W)
+
+
+def _low(x: torch.Tensor) -> torch.Tensor:
+    """The residual low frequency after WAVELET_LEVELS à-trous blurs (dilation 1, 2, 4, ...)."""
     for level in range(WAVELET_LEVELS):
-        low = _blur(x, 2**level)
-        high = high + (x - low)
-        x = low
-    return high, x
+        x = _blur(x, 2**level)
+    return x
 
 
 def wavelet(sr: torch.Tensor, lr: torch.Tensor) -> torch.Tensor:
-    x, ref = sr.float(), lr.float()
+    """``sr``'s detail bands on ``lr``'s residual low frequency: sr - low(sr) + low(lr↑) = sr + low(lr↑ - sr),
+    the blurs being linear, so one chain of blurs instead of two. The chain runs at ``sr``'s size:
+    blurring at half or a quarter of it and upsampling misses by 1.8 / 3.6 levels of 255 on real
+    footage (benchmarks/README.md), where the full-size chain is exact."""
+    x = sr.float()
+    ref = lr.float()
     if ref.shape[-2:] != x.shape[-2:]:
-        ref = F.interpolate(ref, size=x.shape[-2:], mode="bicubic", align_corners=False)
-    high, _ = _split(x)
-    _, low = _split(ref)
-    return (high + low).to(sr.dtype)
+        diff = F.interpolate(ref, size=x.shape[-2:], mode="bicubic", align_corners=False).sub_(x)
+    else:
+        diff = ref - x
+    return _low(diff).add_(x).to(sr.dtype)
 
 
 def none(sr: torch.Tensor, lr: torch.Tensor) -> torch.Tensor:

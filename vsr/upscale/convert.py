@@ -32,13 +32,25 @@ def normalise(hwc: torch.Tensor, dtype: np.dtype, value_range: tuple[float, floa
     return x.permute(2, 0, 1).unsqueeze(0).float() * ((hi - lo) / peak_of(dtype)) + lo
 
 
-def quantise(chw: torch.Tensor, dtype: np.dtype, value_range: tuple[float, float] = MODEL_RANGE) -> torch.Tensor:
+def quantise(chw: torch.Tensor, dtype: np.dtype, value_range: tuple[float, float] = MODEL_RANGE, *,
+             affine: tuple[torch.Tensor, torch.Tensor] | None = None, in_place: bool = False) -> torch.Tensor:
     """(3, H, W) float in ``value_range`` → contiguous (H, W, 3) uint8/uint16 on the same device,
-    rounded half up; in place on one float copy, the transpose done on the small integer tensor."""
+    rounded half up. ``affine`` = (gain, bias), per channel (3, 1, 1), is applied first (the AdaIN
+    colour fix, folded in here so that it costs no pass of its own). With ``in_place`` an fp32 ``chw``
+    is used as the scratch buffer (the engine's own accumulators): three passes over the float frame
+    (multiply-add, clamp, conversion) and the transpose on the small integer tensor."""
     lo, hi = value_range
     peak = peak_of(dtype)
     scale = peak / (hi - lo)
-    y = chw.float().clamp(lo, hi).mul_(scale).add_(0.5 - lo * scale)  # in [0.5, peak + 0.5]
+    offset = 0.5 - lo * scale  # value lo → 0.5, hi → peak + 0.5: truncation then rounds half up
+    own = in_place and chw.dtype == torch.float32
+    if affine is None:
+        y = chw if own else chw.clone() if chw.dtype == torch.float32 else chw.float()
+        y = y.mul_(scale).add_(offset)
+    else:
+        gain, bias = affine
+        y = torch.addcmul(bias * scale + offset, chw.float(), gain * scale, out=chw if own else None)
+    y = y.clamp_(0.5, peak + 0.5)  # = clamping to value_range first: the map is increasing
     wide = torch.int32 if y.device.type not in ("cpu", "cuda") else torch.uint16  # mps: no uint16
     q = y.to(wide if dtype == np.uint16 else torch.uint8)  # truncation: floor(v + 0.5)
     return q.permute(1, 2, 0).contiguous()

@@ -11,49 +11,79 @@ are read once at the end of a call instead of synchronising after each batch.
 from __future__ import annotations
 
 import contextlib
+import logging
 from typing import Callable, Iterator, Sequence
 
 import numpy as np
 import torch
 
+log = logging.getLogger("vsr")
+
 GRAPH_WARMUP_ITERS = 3  # eager runs on a side stream before a CUDA graph capture (PyTorch's advice)
 
 
+def is_out_of_memory(e: BaseException) -> bool:
+    """Out-of-memory however it surfaces: torch.OutOfMemoryError, or (torch 2.8+, inside a graph
+    capture) an AcceleratorError / RuntimeError whose message says so."""
+    return isinstance(e, torch.OutOfMemoryError) or "out of memory" in str(e).lower()
+
+
 class CudaGraph:
-    """One CUDA graph of ``fn`` for one static input shape; replay copies into the static input."""
+    """One CUDA graph of ``fn`` for one static input shape; replay copies into the static input.
+    Warm-up and capture run on a stream of the example's own device, made current for them."""
 
     def __init__(self, fn: Callable[[torch.Tensor], torch.Tensor], example: torch.Tensor) -> None:
-        self.inp = example.clone()
-        side = torch.cuda.Stream(example.device)
-        side.wait_stream(torch.cuda.current_stream(example.device))
-        with torch.cuda.stream(side):
-            for _ in range(GRAPH_WARMUP_ITERS):
-                fn(self.inp)
-        torch.cuda.current_stream(example.device).wait_stream(side)
-        self.graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(self.graph):
-            self.out = fn(self.inp)
+        device = example.device
+        with torch.cuda.device(device):
+            self.inp = example.clone()
+            side = torch.cuda.Stream(device)
+            side.wait_stream(torch.cuda.current_stream(device))
+            with torch.cuda.stream(side):
+                for _ in range(GRAPH_WARMUP_ITERS):
+                    fn(self.inp)
+            self.graph = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(self.graph, stream=side):  # not a capture stream of its own choosing
+                self.out = fn(self.inp)
+            torch.cuda.current_stream(device).wait_stream(side)
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         self.inp.copy_(x)
         self.graph.replay()
-        return self.out  # overwritten by the next replay: consumed (blended) before that, in order
+        return self.out  # overwritten by the next replay: the engine copies what it keeps
 
 
 class GraphCache:
-    """CUDA graphs of a model function, one per static (input shape, dtype), captured on first use."""
+    """CUDA graphs of a model function, one per static (input shape, dtype), captured on first use.
 
-    def __init__(self) -> None:
-        self._graphs: dict[tuple, CudaGraph] = {}
+    A capture that fails is not fatal: that shape runs without a graph from then on (compiled or
+    eager, whatever ``fn`` is) and ``failures`` counts it, except out-of-memory, which is raised as
+    torch.OutOfMemoryError so that the engine halves its batch. ``capture`` makes the graph
+    (CudaGraph; tests pass a stand-in)."""
+
+    def __init__(self, capture: Callable[[Callable, torch.Tensor], Callable] | None = None) -> None:
+        self._graphs: dict[tuple, Callable | None] = {}
+        self.capture = capture or CudaGraph
+        self.failures = 0
 
     def get(self, fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor,
-            dtype: torch.dtype) -> tuple[CudaGraph, bool]:  # fmt: skip
-        """The graph for ``x``'s shape (``x`` is the capture's example), and True if captured now."""
+            dtype: torch.dtype) -> tuple[Callable | None, bool]:  # fmt: skip
+        """The graph for ``x``'s shape (``x`` is the capture's example) or None where its capture
+        failed, and True if captured now."""
         key = (tuple(x.shape), dtype)
         if key in self._graphs:
             return self._graphs[key], False
-        self._graphs[key] = CudaGraph(fn, x)
-        return self._graphs[key], True
+        try:
+            graph = self.capture(fn, x)
+        except Exception as e:  # noqa: BLE001 - any capture error: this shape runs without a graph
+            if is_out_of_memory(e):
+                raise torch.OutOfMemoryError(f"out of memory capturing a CUDA graph for {tuple(x.shape)}: {e}") from e
+            log.warning("CUDA graph capture failed for input %s %s (%s); running that shape without a graph",
+                        tuple(x.shape), dtype, str(e).splitlines()[0] if str(e) else type(e).__name__)
+            self.failures += 1
+            self._graphs[key] = None
+            return None, False
+        self._graphs[key] = graph
+        return graph, True
 
     def clear(self) -> None:
         """Drop every graph (their shapes no longer occur), freeing their memory pools."""

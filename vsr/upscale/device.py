@@ -3,8 +3,10 @@ mean, and how many threads the model gets on a CPU."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
+from typing import Iterator
 
 import torch
 
@@ -49,6 +51,25 @@ def resolve_precision(spec: str, device: torch.device) -> torch.dtype:
     if spec == "auto":
         return torch.float16 if device.type == "cuda" else torch.float32
     return DTYPES[spec]
+
+
+@contextlib.contextmanager
+def exact_fp32() -> Iterator[None]:
+    """TF32 off inside the block (CUDA matmuls and cuDNN convolutions), restored after: fp32
+    references and the NaN guard's fp32 recomputation must really be fp32 (TF32 keeps 10 mantissa
+    bits, about fp16's precision)."""
+    matmul, cudnn = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
+    try:
+        yield
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = matmul, cudnn
+
+
+def tf32_note() -> str:
+    """The TF32 settings in force, for the log of a CUDA run."""
+    return (f"TF32: matmul {'on' if torch.backends.cuda.matmul.allow_tf32 else 'off'}, "
+            f"cuDNN {'on' if torch.backends.cudnn.allow_tf32 else 'off'} (fp32 recomputations run with TF32 off)")
 
 
 def busy_cores(window_s: float = BUSY_SAMPLE_S) -> float | None:

@@ -5,16 +5,17 @@ The Upscaler is what crosses threads (and later Ray): it takes RGB frames as num
 layout (contiguous (H, W, 3)), so neither reader nor writer does float work.
 
 Per call: frames go to the device (CUDA: pinned host buffers, non-blocking copies on a side stream),
-are reflect-padded and cut into fixed-shape tiles (vsr.upscale.tiling); tiles of consecutive frames are
-batched to a fixed batch size (with CUDA graphs or compile, a short last batch is filled with copies
-of its last tile, so every forward has the same shape) and run through
-the model (CUDA: channels_last, one CUDA graph per (batch, tile) shape, optional torch.compile);
-outputs are blended with feathered weights; each finished frame gets colour correction on the whole
-frame, the resize to the requested size, quantisation, and goes back to the host. cuda, cuda:N, mps
-and cpu all take this path; only the transfer and graph details differ on CUDA (vsr.upscale.cuda).
+are reflect-padded and cut into fixed-shape tiles (vsr.upscale.tiling); tiles of consecutive frames
+are batched to a fixed batch size (with CUDA graphs or compile, a short last batch is filled with
+copies of its last tile) and run through the model (CUDA: channels_last, one CUDA graph per shape,
+optional torch.compile); outputs are blended with feathered weights (a one-tile frame is its output);
+each finished frame is reduced to the requested size and quantised, with the AdaIN colour fix, from
+statistics of the whole native frame, folded into the quantisation. Interpolators (bicubic, lanczos)
+skip all that: they resize straight to the output size, uint8 on a CPU without leaving integers.
+cuda, cuda:N, mps and cpu take the same path; transfers and graphs differ on CUDA (vsr.upscale.cuda).
 
 Guards: a tile whose output is not finite is recomputed in fp32 (counted in ``stats.nan_retries``);
-non-finite in fp32 too, or in a finished frame, raises ProcessingError: no NaN frame is returned. On
+non-finite in fp32 too, or after the colour fix, raises ProcessingError: no NaN frame is returned. On
 out-of-memory in the model the batch is halved and the same tiles retried (``stats.oom_halvings``).
 """
 
@@ -24,7 +25,7 @@ import contextlib
 import copy
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Callable, Sequence
 
 import numpy as np
@@ -33,46 +34,27 @@ from torch import nn
 
 from vsr.config.checks import COLOR_FIXES
 from vsr.errors import ProcessingError, UsageError
-from vsr.models.registry import ModelDescriptor
+from vsr.models.descriptor import ModelDescriptor
 from vsr.upscale import colorfix, tiling
 from vsr.upscale.convert import finite, normalise, quantise, resize
 from vsr.upscale.cuda import CudaTransfers, GraphCache
-from vsr.upscale.device import PRECISION_NAMES, resolve_device, resolve_precision
+from vsr.upscale.device import PRECISION_NAMES, exact_fp32, resolve_device, resolve_precision, tf32_note
+from vsr.upscale.stats import UpscaleStats
+from vsr.upscale.tiling import DEFAULT_TILE, DEFAULT_TILE_OVERLAP
 
 log = logging.getLogger("vsr")
 
-# Default tile, LR px. AdcSR's self-attention grows with the square of the tile area: on an H200, with
-# the authors' modules (docs/adcsr.md; vsr's own engine is not measured on a GPU yet), 256² tiles cost
-# 12.4 ms per 128²-equivalent against ~4 ms at 128², while tiles under 128 spend a
-# growing share on overlap ((T / (T - overlap))² = 1.31 at 128, 1.78 at 64). AdcSR was trained on
-# 128² LR crops. On this CPU (benchmarks/README.md) reduced-width models were cheapest per frame at
-# 96-128; the GPU tile sweep in benchmarks/gpu_check.py is what should confirm or move this.
-DEFAULT_TILE = 128
-DEFAULT_TILE_OVERLAP = 16  # LR px; 64 output px of feather at x4, zero weight on the outer 4 LR px
 DEFAULT_BATCH = 16  # tiles per forward; H200 fp16 is near its best from 16-32; OOM halves it
 MAX_SPARE_ACCUMULATORS = 2  # blend buffers kept between frames (about 400 MB each for 1080p at x4)
 OOM_ERRORS = (torch.OutOfMemoryError,)  # torch.cuda.OutOfMemoryError is the same class
 
 
-@dataclass
-class UpscaleStats:
-    frames: int = 0  # frames finished
-    forward_calls: int = 0  # model invocations (batches), fp32 recomputations included
-    nan_retries: int = 0  # tiles recomputed in fp32 after a non-finite result
-    seconds_model: float = 0.0  # time inside the model (CUDA: events; elsewhere wall time)
-    tiles: int = 0  # real tiles computed (filler tiles of a last batch not counted)
-    filler_tiles: int = 0  # copies added to fill the last batch of a call to the fixed shape
-    batch_sizes: dict[int, int] = field(default_factory=dict)  # batch size -> forward calls
-    oom_halvings: int = 0  # times out-of-memory halved the batch
-    graph_captures: int = 0  # CUDA graphs captured (one per static shape)
-    extra: dict = field(default_factory=dict)
-
-
 def _color_fix(name: str) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None:
-    """The colour correction ``name`` from vsr.upscale.colorfix, or None for 'none'."""
+    """The colour correction ``name`` from vsr.upscale.colorfix, or None for 'none' (and for 'adain',
+    which the engine folds into its quantisation as the affine map it is)."""
     if name not in COLOR_FIXES:
         raise UsageError(f"unknown colour fix {name!r}; use one of {', '.join(COLOR_FIXES)}")
-    if name == "none":
+    if name in ("none", "adain"):
         return None
     return lambda sr, lr: colorfix.apply_color_fix(name, sr, lr)
 
@@ -84,7 +66,7 @@ class _Frame:
     index: int  # position in the call
     lr: torch.Tensor  # (1, 3, H, W) float32 in the model's value range, on device
     padded: torch.Tensor  # (1, 3, pad_h, pad_w) in the run dtype
-    acc: torch.Tensor  # (3, pad_h*s, pad_w*s) float32 blend accumulator
+    acc: torch.Tensor | None  # (3, pad_h*s, pad_w*s) fp32 blend accumulator (one-tile frames: the output)
     remaining: int  # tiles not yet blended
 
 
@@ -126,11 +108,16 @@ class Upscaler:
         self.scale, self.multiple = self.descriptor.scale, self.descriptor.multiple
         self.value_range = self.descriptor.value_range
         self.tile, self.tile_overlap, self.batch = tile, tile_overlap, batch
-        self.color_fix, self._fix = color_fix, _color_fix(color_fix)
+        # Interpolators resize straight to the requested size: no tiles, no x4 then a reduction.
+        self.direct = self.descriptor.interpolates
+        # Models that cannot shift colour (interpolators) get no colour fix: it would only cost time.
+        self.color_fix = color_fix if self.descriptor.shifts_colour else "none"
+        self._fix = _color_fix(self.color_fix)
         self.cuda = self.device.type == "cuda"
         self.channels_last = self.cuda  # cuDNN's fast fp16 convolutions want NHWC
         if self.cuda:
             torch.backends.cudnn.benchmark = True  # shapes are fixed: let cuDNN pick the fastest kernels
+            log.info("%s on %s, %s; %s", self.descriptor.name, self.device, PRECISION_NAMES[self.dtype], tf32_note())
         self.model = model.to(self.device, self.dtype).eval().requires_grad_(False)
         if self.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
@@ -138,7 +125,7 @@ class Upscaler:
             torch.compile(self.model, dynamic=False) if compile else self.model
         )
         self.cuda_graphs = cuda_graphs and self.cuda
-        self._graphs = GraphCache()
+        self.graphs = GraphCache()  # per static shape; a failed capture runs that shape without one
         # Fill a short last batch to the fixed shape where static shapes pay (graphs, compile); on
         # other paths filler tiles would be pure extra work. None = that automatic choice.
         self.pad_batches = (self.cuda_graphs or compile) if pad_batches is None else pad_batches
@@ -182,12 +169,13 @@ class Upscaler:
         out_w, out_h = out_size
         if out_w < 1 or out_h < 1:
             raise ValueError(f"bad output size {out_size}")
-        plan = self.plan(shape[0], shape[1])
         self._call_base = self.stats.frames  # frames finished before this call, for messages
         # cuda:N: streams, events and graphs follow the current device, so make it ours.
         with torch.cuda.device(self.device) if self.cuda else contextlib.nullcontext():
             try:
-                return self._run(frames, plan, out_h, out_w, np.dtype(dtype))
+                if self.direct:
+                    return self._interpolate(frames, out_h, out_w, np.dtype(dtype))
+                return self._run(frames, self.plan(shape[0], shape[1]), out_h, out_w, np.dtype(dtype))
             except OOM_ERRORS as e:  # the model's own OOM halves the batch; this is everything else
                 raise ProcessingError(
                     f"out of memory on {self.device} for {len(frames)} frame(s) of {shape[1]}x{shape[0]} "
@@ -201,31 +189,74 @@ class Upscaler:
         flags: list[torch.Tensor] = []  # per finished frame: all values finite (read at the end)
         live: dict[int, _Frame] = {}
         work = [(f, t) for f in range(len(frames)) for t in range(plan.count)]
-        pos = 0
-        while pos < len(work):
-            items = work[pos : pos + self.batch]
-            for f, _ in items:
-                if f not in live:
-                    live[f] = self._start_frame(f, uploads[f], plan, dtype)
-            x = torch.cat([tiling.extract(live[f].padded, plan, [t]) for f, t in items])
-            try:
-                y = self._forward(x)
-            except OOM_ERRORS:
-                self._halve_batch(plan)
-                continue
-            pos += len(items)
-            ok = finite(y)
-            if not bool(ok.all()):  # one small sync per batch; the rare path recomputes right away
-                y = self._recompute(items, x, ok, y, plan)
-            for f in sorted({f for f, _ in items}):
-                ks = [k for k, (g, _) in enumerate(items) if g == f]  # consecutive: work is frame-major
-                tiling.blend(live[f].acc, y[ks[0] : ks[-1] + 1], plan, [items[k][1] for k in ks])
-                live[f].remaining -= len(ks)
-                if live[f].remaining == 0:
-                    out, ok_frame = self._finish(live.pop(f), plan, out_h, out_w, dtype)
+        pos, pending = 0, None
+        # One batch of lag: the finiteness flag of batch N is read once batch N+1 is queued, so the
+        # host waits for N while the device already runs N+1; then N is blended.
+        while pos < len(work) or pending is not None:
+            queued = None
+            if pos < len(work):
+                items = work[pos : pos + self.batch]
+                for f, _ in items:
+                    if f not in live:
+                        live[f] = self._start_frame(f, uploads[f], plan, dtype)
+                x = torch.cat([tiling.extract(live[f].padded, plan, [t]) for f, t in items])
+                try:
+                    y = self._forward(x)
+                except OOM_ERRORS:
+                    self._halve_batch(plan)
+                    continue
+                pos += len(items)
+                queued = (items, x, y, finite(y))
+            if pending is not None:
+                for f, out, ok_frame in self._settle(pending, live, plan, out_h, out_w, dtype):
                     results[f] = self._download(out)
                     flags.append(ok_frame)
+            pending = queued
         return self._collect(results, flags, dtype)
+
+    def _settle(self, batch: tuple, live: dict[int, _Frame], plan: tiling.TilePlan, out_h: int, out_w: int,
+                dtype: np.dtype) -> list[tuple[int, torch.Tensor, torch.Tensor]]:  # fmt: skip
+        """Check a computed batch (recomputing non-finite tiles), blend it, and finish the frames it
+        completes: [(frame index, quantised frame, its finite flag)]."""
+        items, x, y, ok = batch
+        if not bool(ok.all()):  # the rare path recomputes right away
+            y = self._recompute(items, x, ok, y, plan)
+        done = []
+        for f in sorted({f for f, _ in items}):
+            ks = [k for k, (g, _) in enumerate(items) if g == f]  # consecutive: work is frame-major
+            if plan.count == 1:  # the whole frame is this tile, with weight 1: adopt it
+                live[f].acc = y[ks[0]] if y.dtype == torch.float32 else y[ks[0]].float()
+            else:
+                tiling.blend(live[f].acc, y[ks[0] : ks[-1] + 1], plan, [items[k][1] for k in ks])
+            live[f].remaining -= len(ks)
+            if live[f].remaining == 0:
+                done.append((f, *self._finish(live.pop(f), plan, out_h, out_w, dtype)))
+        return done
+
+    def _interpolate(self, frames: Sequence[np.ndarray], out_h: int, out_w: int, dtype: np.dtype) -> list[np.ndarray]:
+        """Interpolators: each frame resized straight to the output size."""
+        results = [self._download(self._resize_direct(raw, event, out_h, out_w, dtype))
+                   for raw, event in self._upload(frames)]
+        return self._collect(results, [], dtype)
+
+    def _resize_direct(self, raw: torch.Tensor, event: torch.cuda.Event | None, out_h: int, out_w: int,
+                       dtype: np.dtype) -> torch.Tensor:  # fmt: skip
+        """One frame through an interpolator's resize, quantised. uint8 on a CPU stays integer where
+        the model can (torch's vectorised uint8 kernels: one pass, the (H, W, 3) layout kept as
+        channels_last); everything else takes the float path."""
+        if event is not None:
+            torch.cuda.current_stream(self.device).wait_event(event)
+        with self._timing():
+            if self.descriptor.integer_resize and raw.dtype == torch.uint8 and self.device.type == "cpu":
+                y = self.model.resize(raw[None].permute(0, 3, 1, 2), out_h, out_w)  # (1, 3, h, w) channels_last
+                out = y[0].permute(1, 2, 0).contiguous()  # (h, w, 3): already so, no copy
+            else:
+                y = self.model.resize(normalise(raw, dtype, self.value_range).to(self.dtype), out_h, out_w)
+                out = quantise(y[0], dtype, self.value_range, in_place=True)
+        self.stats.forward_calls += 1
+        self.stats.tiles += 1
+        self.stats.frames += 1
+        return out
 
     # -- steps ------------------------------------------------------------------------------------
 
@@ -247,6 +278,8 @@ class Upscaler:
         padded = tiling.pad_to_multiple(lr, self.multiple, plan.pad_h, plan.pad_w).to(self.dtype)
         if self.channels_last:
             padded = padded.contiguous(memory_format=torch.channels_last)
+        if plan.count == 1:
+            return _Frame(index, lr, padded, None, 1)  # the model's output will be the frame
         shape = (3, plan.pad_h * self.scale, plan.pad_w * self.scale)
         # By position, not list.remove(): that compares tensors with ==, elementwise.
         spare = next((i for i, a in enumerate(self._spare_acc) if a.shape == shape), None)
@@ -266,12 +299,13 @@ class Upscaler:
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         with self._timing():
+            graph = None
             if self.cuda_graphs:
-                graph, captured = self._graphs.get(self._fn, x, self.dtype)
+                graph, captured = self.graphs.get(self._fn, x, self.dtype)
                 self.stats.graph_captures += captured
-                y = graph(x)
-            else:
-                y = self._fn(x)
+                self.stats.graph_failures = self.graphs.failures
+            # A graph's output is overwritten by its next replay, and batches are settled one late.
+            y = graph(x).clone() if graph is not None else self._fn(x)
         self.stats.forward_calls += 1
         self.stats.batch_sizes[size] = self.stats.batch_sizes.get(size, 0) + 1
         self.stats.tiles += real
@@ -286,7 +320,7 @@ class Upscaler:
             )
         self.batch //= 2
         self.stats.oom_halvings += 1
-        self._graphs.clear()  # their shapes no longer occur; free their memory pools
+        self.graphs.clear()  # their shapes no longer occur; free their memory pools
         if self.cuda:
             torch.cuda.empty_cache()
 
@@ -309,21 +343,30 @@ class Upscaler:
     def _fp32(self, x: torch.Tensor) -> torch.Tensor:
         if self._fp32_model is None:
             self._fp32_model = copy.deepcopy(self.model).float()
-        with self._timing():
+        with self._timing(), exact_fp32():
             y = self._fp32_model(x.float())
         self.stats.forward_calls += 1
         return y.float()
 
     def _finish(self, frame: _Frame, plan: tiling.TilePlan, out_h: int, out_w: int, dtype: np.dtype):
-        """Crop, colour-correct the whole frame, resize, quantise; also a device flag 'all finite'."""
+        """Crop, colour-correct the whole frame, resize, quantise; also a device flag 'all finite'
+        (the tiles were checked as they came; here what the colour fix adds)."""
         s = self.scale
         sr = frame.acc[None, :, : plan.height * s, : plan.width * s]
-        if self._fix is not None:
+        affine, ok = None, torch.ones((), dtype=torch.bool, device=self.device)
+        if self.color_fix == "adain":  # statistics of the whole frame; applied inside quantise
+            gain, bias = colorfix.adain_affine(sr, frame.lr)
+            affine, ok = (gain[0], bias[0]), finite(torch.cat([gain, bias]).flatten()[None])[0]
+        elif self._fix is not None:
             sr = self._fix(sr, frame.lr)
+            ok = finite(sr)[0]
+        # Reductions (area, bicubic) are linear with weights summing to one, so they commute with
+        # AdaIN's per-channel affine map: reduce first, then the map and quantisation on the small frame.
         sr = resize(sr, out_h, out_w)
         self.stats.frames += 1
-        out, ok = quantise(sr[0], dtype, self.value_range), finite(sr)[0]
-        self._spare_acc = [frame.acc] + self._spare_acc[: MAX_SPARE_ACCUMULATORS - 1]
+        out = quantise(sr[0], dtype, self.value_range, affine=affine, in_place=True)  # acc or a fresh tensor
+        if plan.count > 1:
+            self._spare_acc = [frame.acc] + self._spare_acc[: MAX_SPARE_ACCUMULATORS - 1]
         return out, ok
 
     def _download(self, out: torch.Tensor) -> torch.Tensor:
@@ -336,7 +379,7 @@ class Upscaler:
         if self._transfers is not None:
             for seconds in self._transfers.synchronize():
                 self.stats.seconds_model += seconds
-        if not bool(torch.stack(finite).all()):
+        if finite and not bool(torch.stack(finite).all()):
             raise ProcessingError("a finished frame has non-finite values (colour fix or resize); not written")
         # The numpy arrays share memory with (pinned) host tensors, which they keep alive.
         return [r.numpy() if r.dtype != torch.int32 else r.numpy().astype(dtype) for r in results]

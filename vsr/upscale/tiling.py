@@ -23,6 +23,14 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+# Default tile, LR px. AdcSR's self-attention grows with the square of the tile area: on an H200, with
+# the authors' modules (docs/adcsr.md; vsr's own engine is not measured on a GPU yet), 256² tiles cost
+# 12.4 ms per 128²-equivalent against ~4 ms at 128², while tiles under 128 spend a
+# growing share on overlap ((T / (T - overlap))² = 1.31 at 128, 1.78 at 64). AdcSR was trained on
+# 128² LR crops. On this CPU (benchmarks/README.md) reduced-width models were cheapest per frame at
+# 96-128; the GPU session's tile sweep (benchmarks/gpu_session.py) is what should confirm or move this.
+DEFAULT_TILE = 128
+DEFAULT_TILE_OVERLAP = 16  # LR px; 64 output px of feather at x4, zero weight on the outer 4 LR px
 FEATHER_ZERO_FRACTION = 0.25  # share of each overlap, per side, where a tile's weight is zero
 MAX_FRAMES_PER_CALL = 16  # upper bound for frames_per_call (host memory for finished frames)
 BATCH_WASTE_TARGET = 0.05  # accept the fewest frames per call whose filler tiles are <= 5 % of work
@@ -138,16 +146,15 @@ def extract(frame: torch.Tensor, plan: TilePlan, indices: list[int]) -> torch.Te
 
 def blend(acc: torch.Tensor, tiles: torch.Tensor, plan: TilePlan, indices: list[int]) -> None:
     """Add weighted model outputs ``tiles`` (k, 3, tile_h*s, tile_w*s) into ``acc`` (3, pad_h*s,
-    pad_w*s) at the places of tiles ``indices``; ``plan`` holds weights on ``acc``'s device. One
-    fused multiply-add per tile, no weighted copy of the batch."""
+    pad_w*s) at the places of tiles ``indices``; ``plan`` holds weights on ``acc``'s device. Per tile,
+    one product of its two 1-D weight rows (views of the plan's: no index tensor goes to the device)
+    and one fused multiply-add into the accumulator."""
     s, nx = plan.scale, len(plan.xs)
-    iy = torch.tensor([i // nx for i in indices], device=acc.device)
-    ix = torch.tensor([i % nx for i in indices], device=acc.device)
-    weights = plan.wy[iy][:, :, None] * plan.wx[ix][:, None, :]  # (k, tile_h*s, tile_w*s)
     oh, ow = plan.tile_h * s, plan.tile_w * s
     for k, i in enumerate(indices):
         y, x = plan.box(i)
-        acc[:, y * s : y * s + oh, x * s : x * s + ow].addcmul_(tiles[k], weights[k])
+        weight = plan.wy[i // nx][:, None] * plan.wx[i % nx][None, :]  # (tile_h*s, tile_w*s)
+        acc[:, y * s : y * s + oh, x * s : x * s + ow].addcmul_(tiles[k], weight)
 
 
 def frames_per_call(tiles_per_frame: int, batch: int) -> int:
