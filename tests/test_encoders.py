@@ -9,7 +9,7 @@ from pathlib import Path
 import av
 import pytest
 
-from media import ffmpeg
+from media import ffmpeg, make_video
 from vsr.cli import main
 
 SAR = Fraction(16, 11)  # PAL-style non-square pixels
@@ -44,3 +44,11 @@ def test_aspect_ratio_is_kept(encoder: str, ext: str, clip: Path, tmp_path: Path
         assert sar == SAR or (ext == "webm" and sar and abs(float(sar) - float(SAR)) * v.width <= 1), \
             f"{encoder} in .{ext}: SAR {sar}"
         assert sum(1 for _ in c.decode(v)) == 5
+
+
+def test_a_pixel_format_the_codec_lacks_is_an_option_error(tmp_path: Path, capsys) -> None:
+    clip = tmp_path / "clip.mp4"
+    make_video(clip, n=2, size=(32, 24), audio_start=None)
+    assert main(["run", str(clip), "--model", "bicubic", "--codec", "ffv1", "--pix-fmt", "gbrp",
+                 "-o", str(tmp_path / "o.mkv")]) == 2  # was exit 1, "encoding failed (Invalid argument)"
+    assert "--pix-fmt gbrp: ffv1 does not encode gbrp; it takes yuv420p" in capsys.readouterr().err

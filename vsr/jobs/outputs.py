@@ -9,12 +9,13 @@ import re
 from pathlib import Path
 
 from vsr.config import RunConfig
-from vsr.errors import InputError, UsageError
+from vsr.errors import InputError, OptionError, UsageError
 from vsr.media.codecs import (
     EncodeSettings,
     choose_encoder,
     default_pix_fmt,
     parse_encoder_opts,
+    supported_formats,
 )
 from vsr.media.containers import (
     CONTAINER_DEFAULTS,
@@ -146,6 +147,12 @@ def output_size(info: VideoInfo, config: RunConfig, pix_fmt: str | None) -> tupl
 def encode_settings(info: VideoInfo, config: RunConfig, codec: str) -> EncodeSettings:
     """Settings for ``codec`` (from output_codec); the source's chroma and bit depth are kept by default."""
     default_fmt = ffmpeg_binary.default_pix_fmt if config.encode.encoder == "ffmpeg" else default_pix_fmt
+    asked = config.encode.pix_fmt
+    if asked and config.encode.encoder != "ffmpeg":
+        formats = supported_formats(codec)
+        if formats and asked not in formats:
+            raise OptionError("pix_fmt", asked, f"{codec} does not encode {asked}; it takes {', '.join(formats[:12])}"
+                              + (", ..." if len(formats) > 12 else ""), config.sources.get("pix_fmt"))
     return EncodeSettings(
         codec=codec,
         crf=config.encode.crf,
