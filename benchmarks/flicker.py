@@ -31,6 +31,7 @@ import torch.nn.functional as F
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from vsr.upscale import convert, engine  # noqa: E402
+from vsr.upscale import device as device_mod  # noqa: E402
 from vsr.bench.run import load  # noqa: E402
 from vsr.bench.media import make_clip  # noqa: E402
 
