@@ -123,7 +123,7 @@ def test_config_precedence(tmp_path: Path, monkeypatch, capsys) -> None:
     monkeypatch.setenv("VSR_BATCH", "6")
     assert main(["run", "in.mp4", "--config", str(cfg), "--batch", "7", "--print-config"]) == 0
     got = yaml.safe_load(capsys.readouterr().out)
-    # default (color_fix adain) < user (crf) < --config (preset) < VSR_* (tile) < flags (batch)
+    # default (color_fix auto: compact's adain) < user (crf) < --config (preset) < VSR_* (tile) < flags (batch)
     assert (got["color_fix"], got["crf"], got["preset"], got["tile"], got["batch"]) == ("adain", 20, "fast", 128, 7)
     for preset in ("archive", "prores", "web", "hevc", "av1"):  # shipped presets load by name
         assert main(["run", "in.mp4", "--config", preset, "--print-config"]) == 0

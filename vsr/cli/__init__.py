@@ -1,4 +1,4 @@
-"""Command-line front end: ``vsr run | farm | probe | weights | bench | train``. Thin: parsing,
+"""Command-line front end: ``vsr run | farm | probe | weights | bench | train | export``. Thin: parsing,
 messages, exit codes; the work is the library's (vsr.jobs, vsr.models, vsr.weights, vsr.bench,
 vsr.train).
 
@@ -19,7 +19,7 @@ import sys
 import traceback
 from types import FrameType
 
-from vsr.cli import bench, probe, run, train, weights
+from vsr.cli import bench, export, probe, run, train, weights
 from vsr.config import OPTIONS
 from vsr.errors import COMMAND_LINE, Interrupted, OptionError, VsrError
 from vsr.version import __version__
@@ -37,16 +37,17 @@ def build_parser() -> argparse.ArgumentParser:
     run.run_parser(sub)
     run.farm_parser(sub)
     probe.add_arguments(sub.add_parser("probe", help="show the streams of a media file"))
-    weights.add_arguments(sub.add_parser("weights", help="list, download, convert and verify model weights"))
+    weights.add_arguments(sub.add_parser("weights", help="list, inspect, download, convert and verify model weights"))
     bench.add_arguments(sub.add_parser("bench", help="measure a model's speed against the official-style baseline"))
     train.add_arguments(sub.add_parser("train", help="train or distil the compact model"))
+    export.add_arguments(sub.add_parser("export", help="write a model as ONNX (onnxruntime, vs-mlrt, TensorRT)"))
     for p in sub.choices.values():  # `vsr run ... --debug` works as well as `vsr --debug run ...`
         p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks")
     return parser
 
 
 COMMANDS = {"run": run.cmd_run, "farm": run.cmd_farm, "probe": probe.main, "weights": weights.main,
-            "bench": bench.main, "train": train.main}
+            "bench": bench.main, "train": train.main, "export": export.main}
 
 
 def install_signals() -> tuple[dict, dict]:

@@ -14,13 +14,14 @@ from pathlib import Path
 import yaml
 
 from vsr.config import OPTIONS, RunConfig, load_config
+from vsr.config.checks import COLOR_FIX_CHOICES
 from vsr.errors import InputError, Interrupted, UsageError, VsrError
 from vsr.jobs import farm
 from vsr.jobs.file import upscale_file
 from vsr.jobs.outputs import default_output, looks_like_output, suffix_for
 from vsr.jobs.session import open_session, with_scale
 from vsr.media.decode import VideoReader
-from vsr.models import default_model, spec
+from vsr.models import AUTO, available_models, choose, describe
 from vsr.media.probe import made_by_vsr
 from vsr.media.sequence import is_sequence
 from vsr.upscale.device import resolve_device
@@ -62,8 +63,11 @@ def add_run_options(p: argparse.ArgumentParser) -> None:
     S = argparse.SUPPRESS  # absent flags stay absent, so config files and VSR_* can supply them
     p.add_argument("--config", help="YAML file of options, or a preset: archive, prores, web, hevc, av1")
     g = p.add_argument_group("model")
-    g.add_argument("--model", default=S, help="model name (see `vsr weights list`); default: best available")
-    g.add_argument("--weights", default=S, help="weights file or folder for the model")
+    g.add_argument("--model", default=S, metavar="MODEL",  # checked by the registry (config files set it too)
+                   help=f"{', '.join(available_models())} or {AUTO} (the model --weights holds; `vsr weights list`); "
+                   "default: auto with --weights, else the best available")
+    g.add_argument("--weights", default=S, help="weights file or folder: vsr's, AdcSR's, or any checkpoint spandrel "
+                   "recognises (Real-ESRGAN, Real-CUGAN, SwinIR, HAT, SPAN, ...)")
     g.add_argument("--scale", type=int, default=S,
                    help="output scale, up to the model's own (default: the model's own, 4 for vsr's models)")
     g.add_argument("--height", type=int, default=S, help="output height in pixels instead of --scale")
@@ -76,7 +80,8 @@ def add_run_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--tile", type=int, default=S, help="tile size in input pixels (0: whole frame)")
     g.add_argument("--tile-overlap", type=int, default=S, help="overlap between tiles in input pixels")
     g.add_argument("--batch", type=int, default=S, help="tiles per forward pass")
-    g.add_argument("--color-fix", default=S, choices=["adain", "wavelet", "none"])
+    g.add_argument("--color-fix", default=S, choices=COLOR_FIX_CHOICES,
+                   help="auto: the model's own (adain for AdcSR and compact, none for others' checkpoints)")
     g.add_argument("--compile", action="store_true", default=S, help="torch.compile the model")
     g.add_argument("--no-cuda-graphs", dest="cuda_graphs", action="store_false", default=S)
     e = p.add_argument_group("encoding")
@@ -177,12 +182,15 @@ def expand_inputs(items: list[str], fps: float | None = None, output_suffix: str
 
 def resolved(config: RunConfig) -> RunConfig:
     """``config`` with what a run would choose filled in: the model (the default one, with its reason
-    said on stderr) and the scale, without loading anything."""
-    name = config.model.name
-    if name is None:
-        name, why = default_model(resolve_device(config.model.device), config.model.weights)
+    said on stderr), the scale and the colour fix, without loading a model (a spandrel file is read)."""
+    name, why = choose(config.model.name, resolve_device(config.model.device), config.model.weights)
+    if why:
         log.info(why)
-    return with_scale(config.replace(model=name), spec(name).descriptor)
+    descriptor = describe(name, config.model.weights)
+    config = with_scale(config.replace(model=name), descriptor)
+    if config.model.color_fix == "auto":
+        config = config.replace(color_fix=descriptor.color_fix if descriptor.shifts_colour else "none")
+    return config
 
 
 def flags_of(args: argparse.Namespace) -> dict:

@@ -1,14 +1,16 @@
-"""``vsr weights``: list, download, convert and verify model weights."""
+"""``vsr weights``: list, inspect, download, install, convert and verify model weights."""
 
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 
 from vsr.errors import UsageError, WeightsError
 from vsr.models import MODELS, load_model
 from vsr.models.adcsr import PRESETS, convert, read_weights
 from vsr.models.adcsr.load import DTYPES
+from vsr.models.info import info_lines, weights_info
 from vsr.weights.store import (
     ADCSR_DECODER,
     ADCSR_NET,
@@ -87,8 +89,11 @@ def list_lines() -> list[str]:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Arguments of ``vsr weights``."""
     sub = parser.add_subparsers(dest="weights_action", required=True,
-                                metavar="{list,download,install,convert,verify}")
+                                metavar="{list,inspect,download,install,convert,verify}")
     sub.add_parser("list", help="known models, where their weights are, whether present")
+    p = sub.add_parser("inspect", help="what a weights file holds: architecture, scale, parameters, dtype, sha256")
+    p.add_argument("file", type=Path, help="a weights file (vsr's, AdcSR's, or any spandrel recognises) or folder")
+    p.add_argument("--json", action="store_true", help="print JSON")
     p = sub.add_parser("download", help="fetch official weights from Hugging Face, sha256-verified")
     p.add_argument("name", nargs="?", default="adcsr", choices=sorted(SOURCES))
     p.add_argument("--yes", action="store_true", help="accept the weights' licence without asking")
@@ -111,6 +116,9 @@ def main(args: argparse.Namespace) -> int:
     action = args.weights_action
     if action == "list":
         print("\n".join(list_lines()))
+    elif action == "inspect":
+        info = weights_info(args.file)
+        print(json.dumps(info, indent=2) if args.json else "\n".join(info_lines(info)))
     elif action == "download":
         download(args.name, yes=args.yes, revision=args.revision)
     elif action == "install":

@@ -19,6 +19,7 @@ from vsr.errors import COMMAND_LINE, OptionError
 # Choices of the options whose implementations live in higher layers (they check they match these).
 PRECISIONS = ("auto", "fp32", "fp16", "bf16")
 COLOR_FIXES = ("adain", "wavelet", "none")
+COLOR_FIX_CHOICES = ("auto", *COLOR_FIXES)  # auto: the model's own (its descriptor's color_fix)
 DEINTERLACE_MODES = ("auto", "on", "off", "double")
 DECODERS = ("pyav", "decord")
 ENCODERS = ("pyav", "ffmpeg")
@@ -55,7 +56,7 @@ RULES: dict[str, Rule] = {
     "scale": _int(1, 8), "height": _int(2, 16384), "denoise": _float(0.0, 1.0),
     "device": TEXT, "precision": Rule("choice", choices=PRECISIONS, nullable=False),
     "tile": _int(0, 4096), "tile_overlap": _int(0, 1024), "batch": _int(1, 1024),
-    "color_fix": Rule("choice", choices=COLOR_FIXES, nullable=False), "compile": BOOL, "cuda_graphs": BOOL,
+    "color_fix": Rule("choice", choices=COLOR_FIX_CHOICES, nullable=False), "compile": BOOL, "cuda_graphs": BOOL,
     "threads": _int(1, 1024), "max_pixels": _int(1, 2**31, nullable=False),
     # encode
     "codec": TEXT, "crf": _int(0, 51, nullable=False), "preset": Rule("str", nullable=False), "pix_fmt": TEXT,

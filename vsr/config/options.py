@@ -30,7 +30,7 @@ class ModelOptions:
     tile: int | None = None  # LR tile side in px, 0 = whole frame; None: by the model (attention is tiled)
     tile_overlap: int | None = None  # LR px shared by neighbouring tiles; None: the engine's default
     batch: int | None = None  # tiles per forward pass; None: fills a GPU, 1 on CPUs (batches only add work)
-    color_fix: str = "adain"  # adain (the official AdcSR one) | wavelet | none
+    color_fix: str = "auto"  # auto (the model's: adain, AdcSR's own, or none for others' checkpoints) | adain | wavelet | none
     compile: bool = False  # torch.compile: a slow start for a faster steady state
     cuda_graphs: bool = True  # capture a CUDA graph per static shape (CUDA only)
     threads: int | None = None  # CPU threads for the model; None: all cores when idle, else all but one

@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 
 from vsr.config import RunConfig
 from vsr.errors import OptionError
 from vsr.executors.ray_pool import RayPool
-from vsr.models import ModelDescriptor, default_model, spec
+from vsr.models import ModelDescriptor, choose, describe
 from vsr.upscale.build import build_upscaler
 from vsr.upscale.device import default_cpu_threads, resolve_device
 from vsr.upscale.engine import Upscaler
@@ -78,18 +79,21 @@ def open_session(config: RunConfig | None = None, **options: object) -> Session:
     config.validate()
     ray = choose_executor(config) == "ray"
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu") if ray else resolve_device(config.model.device)
-    name = config.model.name
-    if name is None:
-        name, why = default_model(device, config.model.weights)
+    name, why = choose(config.model.name, device, config.model.weights)
+    if why:
         log.info(why)
-    config = with_scale(config, spec(name).descriptor)  # an unknown name fails here, before actors start
+    if config.model.weights is not None:  # Ray actors and segment workers read it from where they run
+        config = config.replace(weights=str(Path(config.model.weights).resolve()))
     if ray:
+        descriptor = describe(name, config.model.weights)  # bad weights or scale fail before actors start
+        config = with_scale(config, descriptor)
         pool = RayPool(config, name)
-        return Session(config, name, None, pool.weights_hash, pool)
+        return Session(config, descriptor.label, None, pool.weights_hash, pool)
     if device.type == "cpu":
         torch.set_num_threads(config.model.threads or default_cpu_threads())
     upscaler = build_upscaler(config, name, device)
-    return Session(config, name, upscaler, state_digest(upscaler.model.state_dict()))
+    config = with_scale(config, upscaler.descriptor)
+    return Session(config, upscaler.descriptor.label, upscaler, state_digest(upscaler.model.state_dict()))
 
 
 def with_scale(config: RunConfig, descriptor: ModelDescriptor) -> RunConfig:

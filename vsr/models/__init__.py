@@ -1,4 +1,5 @@
-"""Models: the registry (registry) and one file or folder per model: adcsr/, compact, classic.
+"""Models: the registry (registry) and one file or folder per model: adcsr/, compact, classic;
+foreign (others' checkpoints, through spandrel) and detect (which model a file holds).
 
 ``load_model(name, weights, device, dtype)`` returns an ``nn.Module`` carrying its ``descriptor``
 (scale, input multiple, value range, tiling need, precisions); see vsr.models.registry for the
@@ -6,16 +7,19 @@ model contract.
 """
 
 from vsr.models.registry import (
+    AUTO,
     DEFAULT_MODEL,
     MODELS,
     ModelDescriptor,
     ModelSpec,
     attach,
     available_models,
+    choose,
     default_model,
+    describe,
     load_model,
     spec,
 )
 
-__all__ = ["DEFAULT_MODEL", "MODELS", "ModelDescriptor", "ModelSpec", "attach", "available_models", "default_model",
-           "load_model", "spec"]
+__all__ = ["AUTO", "DEFAULT_MODEL", "MODELS", "ModelDescriptor", "ModelSpec", "attach", "available_models", "choose",
+           "default_model", "describe", "load_model", "spec"]

@@ -23,3 +23,14 @@ class ModelDescriptor:
     integer_resize: bool = False  # ``resize`` also takes uint8 (1, 3, H, W) on a CPU (torch's uint8 kernels)
     architecture: str = ""  # for messages and provenance: "AdcSR", "SRVGGNetCompact", "RRDBNet", ...
     denoise: bool = False  # takes denoise S (a grain/denoise pair of weight sets)
+    color_fix: str = "adain"  # the colour fix of `color_fix: auto`: AdcSR's own; "none" for others' models
+    tiles_well: bool = True  # False: tiles change the result (spandrel: tiling discouraged, or done inside)
+    file_sha256: str = ""  # a model loaded from someone's file: its sha256, for provenance and messages
+
+    @property
+    def label(self) -> str:
+        """How messages and provenance tags name the model: the registry name, or the architecture and
+        file of a model loaded from a checkpoint."""
+        if not self.file_sha256:
+            return self.name
+        return f"{self.architecture} from {self.name} (file sha256:{self.file_sha256[:12]})"

@@ -19,8 +19,9 @@ from torch import nn
 
 from vsr.errors import UsageError
 from vsr.models.descriptor import ModelDescriptor
-from vsr.models import classic, compact
+from vsr.models import classic, compact, foreign
 from vsr.models.adcsr import build_adcsr, build_adcsr_tiny, loader
+from vsr.models.detect import SPANDREL, identify
 from vsr.weights.store import model_dir, present
 
 Loader = Callable[..., nn.Module]  # (weights or None, device, dtype, **options) -> module
@@ -36,6 +37,7 @@ class ModelSpec:
     gpu_model: bool = False  # too slow for CPU use; never the default without a GPU
     shipped: Path | None = None  # weights file inside the package, used when no weights are given
     downloads: tuple[str, ...] = field(default_factory=tuple)  # `vsr weights download` sources
+    describe: Callable[[Path], ModelDescriptor] | None = None  # the descriptor depends on the weights file
 
 
 def _no_weights(build: Callable[[], nn.Module]) -> Loader:
@@ -49,6 +51,10 @@ def _no_weights(build: Callable[[], nn.Module]) -> Loader:
 
 def _compact(weights: Path | None, device: torch.device, dtype: torch.dtype, denoise: float | None = None) -> nn.Module:
     return compact.load(weights, device, dtype, denoise)
+
+
+def _spandrel_build() -> nn.Module:
+    raise UsageError("a spandrel model is built from its weights file (load_model('spandrel', weights))")
 
 
 def _classic(name: str, build: Callable[[], nn.Module], text: str, integer: bool) -> ModelSpec:
@@ -70,14 +76,48 @@ MODELS: dict[str, ModelSpec] = {
                          compact.build, _compact,
                          "compact ×4 (189 k parameters, trained by vsr train; shipped; CPU-friendly)",
                          shipped=compact.SHIPPED_WEIGHTS),
+    SPANDREL: ModelSpec(ModelDescriptor(SPANDREL, 4, value_range=(0.0, 1.0), color_fix="none",
+                                        architecture="any architecture spandrel recognises"),
+                        _spandrel_build, foreign.load,
+                        "a checkpoint of Real-ESRGAN, Real-CUGAN, SwinIR, HAT, SPAN, ... (--weights FILE; "
+                        "vsr[models])", needs_weights=True, describe=foreign.describe),
 }
+AUTO = "auto"  # `--model auto`: the model the weights file holds (vsr.models.detect)
 
 DEFAULT_MODEL = "compact"  # the shipped model (docs/compact_model_card.md)
 
 
 def available_models() -> list[str]:
-    """Names ``load_model`` takes."""
+    """Names ``load_model`` takes (and ``auto``, with a weights file)."""
     return sorted(MODELS)
+
+
+def choose(name: str | None, device: str | torch.device | None = None,
+           weights: str | Path | None = None) -> tuple[str, str]:
+    """The registry name a run uses and a one-line reason ("" when the user named it).
+
+    ``name`` None or ``auto`` with ``weights``: the model that file holds (vsr.models.detect); without
+    weights: ``default_model``.
+    """
+    if name not in (None, AUTO):
+        spec(name)  # an unknown name fails here
+        return name, ""
+    if weights is None:
+        return default_model(device)
+    found = identify(Path(weights))
+    if found == SPANDREL:
+        return found, f"{weights}: loading it through spandrel (neither vsr's format nor AdcSR's files)"
+    return found, f"using {found}: detected from {weights}"
+
+
+def describe(name: str, weights: str | Path | None = None) -> ModelDescriptor:
+    """The descriptor of model ``name`` with ``weights`` (a spandrel file is read for it)."""
+    entry = spec(name)
+    if entry.describe is None:
+        return entry.descriptor
+    if weights is None:
+        raise UsageError(f"model {name} needs a weights file (`weights` / --weights FILE)")
+    return entry.describe(Path(weights))
 
 
 def spec(name: str) -> ModelSpec:
@@ -113,9 +153,12 @@ def load_model(name: str, weights: str | Path | None = None, device: str | torch
                dtype: torch.dtype = torch.float32, denoise: float | None = None) -> nn.Module:
     """Model ``name`` with its weights on ``device`` in ``dtype``, eval mode, no grad, ``.descriptor`` set.
 
+    ``name`` ``auto``: the model ``weights`` holds (vsr's, AdcSR's or any spandrel recognises).
     ``weights``: a file or folder (None: the model's default location); ``denoise``: the strength S
     in [0, 1] for models with a grain/denoise pair (compact), refused for the others.
     """
+    if name == AUTO:
+        name, _ = choose(name, device, weights)
     entry = spec(name)
     options = {}
     if denoise is not None:
@@ -123,4 +166,4 @@ def load_model(name: str, weights: str | Path | None = None, device: str | torch
             raise UsageError(f"denoise applies to models with a grain/denoise weight pair (compact), not {name}")
         options["denoise"] = float(denoise)
     model = entry.load(Path(weights) if weights is not None else None, torch.device(device), dtype, **options)
-    return attach(model, entry.descriptor)
+    return attach(model, getattr(model, "descriptor", None) or entry.descriptor)  # a file's own, or the name's

@@ -6,6 +6,8 @@ Used where a run's upscaler is made: the local session (vsr.jobs.session) and ea
 
 from __future__ import annotations
 
+import logging
+
 import torch
 
 from vsr.config import RunConfig
@@ -13,6 +15,8 @@ from vsr.models import ModelDescriptor, load_model
 from vsr.upscale.device import resolve_precision
 from vsr.upscale.engine import DEFAULT_BATCH, Upscaler
 from vsr.upscale.tiling import DEFAULT_TILE, DEFAULT_TILE_OVERLAP
+
+log = logging.getLogger("vsr")
 
 
 def default_tile_batch(descriptor: ModelDescriptor, device: torch.device) -> tuple[int, int]:
@@ -29,6 +33,9 @@ def build_upscaler(config: RunConfig, name: str, device: torch.device) -> Upscal
     dtype = resolve_precision(m.precision, device)
     model = load_model(name, m.weights, device=device, dtype=dtype, denoise=m.denoise)
     tile, batch = default_tile_batch(model.descriptor, device)
+    if m.tile and not model.descriptor.tiles_well:
+        log.warning("%s: tiles change this model's result (its authors discourage tiling); `tile` 0 runs "
+                    "whole frames", model.descriptor.label)
     return Upscaler(
         model,
         device=device,
@@ -36,7 +43,7 @@ def build_upscaler(config: RunConfig, name: str, device: torch.device) -> Upscal
         tile=tile if m.tile is None else m.tile,
         tile_overlap=DEFAULT_TILE_OVERLAP if m.tile_overlap is None else m.tile_overlap,
         batch=batch if m.batch is None else m.batch,
-        color_fix=m.color_fix,
+        color_fix=model.descriptor.color_fix if m.color_fix == "auto" else m.color_fix,
         compile=m.compile,
         cuda_graphs=m.cuda_graphs,
     )
