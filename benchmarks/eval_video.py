@@ -127,16 +127,7 @@ def encode_roundtrip(frames: list[np.ndarray], codec: str, quality: int) -> list
         enc.gop_size = 12
         enc.max_b_frames = 2
         enc.bit_rate = 0
-    packets = []
-    for i, f in enumerate(frames):
-        f = np.pad(f, ((0, ph - h), (0, pw - w), (0, 0)), mode="edge")
-        vf = av.VideoFrame.from_ndarray(np.ascontiguousarray(f), format="rgb24").reformat(format="yuv420p")
-        vf.pts = i
-        packets += enc.encode(vf)
-    packets += enc.encode(None)
-    dec = av.CodecContext.create("h264" if codec == "h264" else "mpeg2video", "r")
-    dec.thread_count = 1
-    out = [f for p in packets for f in dec.decode(p)] + list(dec.decode(None))
+    out = D.roundtrip(enc, codec, (np.pad(f, ((0, ph - h), (0, pw - w), (0, 0)), mode="edge") for f in frames))
     if len(out) != len(frames):
         raise RuntimeError(f"{codec} round trip returned {len(out)} frames for {len(frames)}")
     return [fr.to_ndarray(format="rgb24")[:h, :w] for fr in out]

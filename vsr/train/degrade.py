@@ -22,7 +22,7 @@ import io
 import math
 from fractions import Fraction
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable
 
 import av
 import numpy as np
@@ -265,6 +265,20 @@ def vhs(img: torch.Tensor, rng: np.random.Generator, cfg: dict[str, Any]) -> tor
     return torch.einsum("ij,jhw->ihw", torch.linalg.inv(m), yuv).clamp(0, 1)
 
 
+def roundtrip(enc: av.CodecContext, codec: str, frames: Iterable[np.ndarray]) -> list[av.VideoFrame]:
+    """Encode RGB (H, W, 3) uint8 ``frames`` (even sizes) as yuv420p with ``enc`` (pts 0, 1, ...), flush,
+    and decode the packets with one decoder thread: the frames a player would show, in display order."""
+    packets: list[av.Packet] = []
+    for i, rgb in enumerate(frames):
+        frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24").reformat(format="yuv420p")
+        frame.pts = i
+        packets += enc.encode(frame)
+    packets += enc.encode(None)
+    dec = av.CodecContext.create("h264" if codec == "h264" else "mpeg2video", "r")
+    dec.thread_count = 1
+    return [f for p in packets for f in dec.decode(p)] + list(dec.decode(None))
+
+
 def codec_roundtrip(img: torch.Tensor, rng: np.random.Generator, cfg: dict[str, Any]) -> torch.Tensor:
     """Encode a short clip of ``img`` panning by a pixel or two per frame with a real low-bitrate
     H.264 (libx264, CRF) or MPEG-2 (constant quantiser) encoder, decode it, and return the last frame
@@ -290,17 +304,9 @@ def codec_roundtrip(img: torch.Tensor, rng: np.random.Generator, cfg: dict[str, 
         enc.qmin = enc.qmax = q
         enc.max_b_frames = 0
     enc.time_base = Fraction(1, CLIP_FPS)
-    packets: list[av.Packet] = []
-    for i in range(n_frames):
-        dy, dx = pad + step[0] * i, pad + step[1] * i
-        crop = big[:, dy : dy + h + h % 2, dx : dx + w + w % 2]
-        frame = av.VideoFrame.from_ndarray(to_uint8(crop), format="rgb24").reformat(format="yuv420p")
-        frame.pts = i
-        packets += enc.encode(frame)
-    packets += enc.encode(None)
-    dec = av.CodecContext.create("h264" if codec == "h264" else "mpeg2video", "r")
-    dec.thread_count = 1
-    frames = [f for p in packets for f in dec.decode(p)] + list(dec.decode(None))
+    crops = (big[:, pad + step[0] * i : pad + step[0] * i + h + h % 2, pad + step[1] * i : pad + step[1] * i + w + w % 2]
+             for i in range(n_frames))
+    frames = roundtrip(enc, codec, (to_uint8(c) for c in crops))
     last = from_uint8(frames[-1].to_ndarray(format="rgb24"))
     # Undo the pan: the last frame shows the image shifted by step*(n-1); pad and crop it back.
     dy, dx = step[0] * (n_frames - 1), step[1] * (n_frames - 1)
