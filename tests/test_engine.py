@@ -478,16 +478,21 @@ class RecordsTf32(NanInLowPrecision):
         return super().forward(x)
 
 
-def test_the_fp32_recompute_runs_with_tf32_off(monkeypatch) -> None:
-    monkeypatch.setattr(torch.backends.cuda.matmul, "allow_tf32", True)
-    monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", True)
-    fr = frames(1, 40, 40)
-    fr[0][10, 10] = 255
-    TF32_IN_FP32.clear()
-    _, up = run(RecordsTf32(), fr, tile=32, tile_overlap=8, precision="bf16")
-    assert up.stats.nan_retries >= 1
-    assert TF32_IN_FP32 and not any(TF32_IN_FP32)
-    assert torch.backends.cuda.matmul.allow_tf32 and torch.backends.cudnn.allow_tf32  # restored
+def test_the_fp32_recompute_runs_with_tf32_off() -> None:
+    # set and restored by hand: torch's backend flags are properties of a module object, which
+    # pytest 9.2's monkeypatch cannot undo
+    saved = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
+    try:
+        fr = frames(1, 40, 40)
+        fr[0][10, 10] = 255
+        TF32_IN_FP32.clear()
+        _, up = run(RecordsTf32(), fr, tile=32, tile_overlap=8, precision="bf16")
+        assert up.stats.nan_retries >= 1
+        assert TF32_IN_FP32 and not any(TF32_IN_FP32)
+        assert torch.backends.cuda.matmul.allow_tf32 and torch.backends.cudnn.allow_tf32  # restored
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved
 
 
 # -- CUDA variants (skipped without a GPU; the CPU tests above cover the same behaviour) ----------
