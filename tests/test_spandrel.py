@@ -275,3 +275,13 @@ def test_print_config_shows_what_the_file_runs_as(checkpoints, clip: Path, capsy
     assert main(["run", str(clip), "--weights", str(path), "--print-config"]) == 0
     got = yaml.safe_load(capsys.readouterr().out)
     assert (got["model"], got["scale"], got["color_fix"]) == ("spandrel", 2, "none")
+
+
+@pytest.mark.slow  # torch.compile: about 10 s here
+def test_compile_applies(checkpoints, clip: Path, tmp_path: Path) -> None:
+    path = checkpoints["realesrgan-compact", "safetensors"]
+    eager, compiled = tmp_path / "eager.mkv", tmp_path / "compiled.mkv"
+    tiles = ["--tile", "32", "--batch", "2"]
+    assert main(["run", str(clip), "--weights", str(path), "-o", str(eager), *RGB_LOSSLESS, *tiles]) == 0
+    assert main(["run", str(clip), "--weights", str(path), "-o", str(compiled), *RGB_LOSSLESS, *tiles, "--compile"]) == 0
+    assert all(np.abs(a.astype(int) - b).max() <= 1 for a, b in zip(read_rgb(eager), read_rgb(compiled)))
