@@ -34,7 +34,7 @@ class TinyConv(nn.Module):
     def __init__(self, multiple: int = 1, seed: int = 0) -> None:
         super().__init__()
         self.multiple = multiple
-        self.descriptor = ModelDescriptor("tinyconv", self.scale, multiple)
+        self.descriptor = ModelDescriptor("tinyconv", self.scale, multiple, color_fix="none")  # raw unless asked
         g = torch.Generator().manual_seed(seed)
         self.c1, self.c2 = nn.Conv2d(3, 8, 3, padding=1), nn.Conv2d(8, 48, 3, padding=1)
         for p in self.parameters():

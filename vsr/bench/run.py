@@ -52,7 +52,7 @@ from vsr.config import RunConfig
 from vsr.errors import UsageError, WeightsError
 from vsr.jobs.file import upscale_file
 from vsr.jobs.session import Session, with_scale
-from vsr.models import MODELS, attach, load_model, spec
+from vsr.models import attach, choose, describe, load_model, spec
 from vsr.upscale import engine
 from vsr.upscale.build import default_tile_batch
 from vsr.upscale.device import (
@@ -81,7 +81,7 @@ def measure(name: str, model: torch.nn.Module, device: torch.device, precision: 
             compile: bool, official: bool, clip: Path, frames: list[np.ndarray], ceiling: float,
             repeats: int = 1) -> Result:
     reset_peaks(device)
-    up = engine.Upscaler(model, device=device, precision=precision, tile=tile, batch=batch, color_fix="adain",
+    up = engine.Upscaler(model, device=device, precision=precision, tile=tile, batch=batch, color_fix="auto",
                          compile=compile and not official, cuda_graphs=not official)
     h, w = frames[0].shape[:2]
     out_size = (w * up.scale, h * up.scale)
@@ -150,20 +150,20 @@ def load(name: str, weights: str | None, device: torch.device, dtype: torch.dtyp
     try:
         return load_model(name, weights, device=device, dtype=dtype), ""
     except WeightsError:
-        if weights is not None:
+        if weights is not None or spec(name).describe is not None:  # a file's model has no random stand-in
             raise
     torch.manual_seed(0)
     return attach(spec(name).build().to(device, dtype), spec(name).descriptor), "random weights (speed only)"
 
 
 def run_bench(args: argparse.Namespace) -> tuple[list[Result], dict]:
-    if args.model not in MODELS:
-        raise UsageError(f"unknown model {args.model!r}; choose one of: {', '.join(sorted(MODELS))}")
     device = resolve_device(args.device)
+    name, _ = choose(args.model, device, args.weights)  # auto: what the weights file holds; unknown names fail
+    args.model = name
     if args.threads or device.type == "cpu":
         torch.set_num_threads(args.threads or default_cpu_threads())  # as `vsr run` does
     dtype = resolve_precision(args.precision, device)
-    tile, batch = default_tile_batch(spec(args.model).descriptor, device)  # the same defaults as `vsr run`
+    tile, batch = default_tile_batch(describe(args.model, args.weights), device)  # the same defaults as `vsr run`
     tile = tile if args.tile is None else args.tile
     batch = batch if args.batch is None else args.batch
     with tempfile.TemporaryDirectory(prefix="vsr-bench-clip-") as tmp:

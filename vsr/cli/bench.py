@@ -10,7 +10,7 @@ from vsr.bench.run import KEYS, format_table, run_bench
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--model", default="compact", help="model name (default compact)")
+    p.add_argument("--model", default="compact", help="model name or auto (the model --weights holds; default compact)")
     p.add_argument("--weights", help="weights file for the model (default: cache; random weights if none)")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N | mps")
     p.add_argument("--precision", default="auto", choices=["auto", "fp32", "fp16", "bf16"])

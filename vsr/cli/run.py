@@ -188,9 +188,7 @@ def resolved(config: RunConfig) -> RunConfig:
         log.info(why)
     descriptor = describe(name, config.model.weights)
     config = with_scale(config.replace(model=name), descriptor)
-    if config.model.color_fix == "auto":
-        config = config.replace(color_fix=descriptor.color_fix if descriptor.shifts_colour else "none")
-    return config
+    return config.replace(color_fix=descriptor.colour_fix(config.model.color_fix))
 
 
 def flags_of(args: argparse.Namespace) -> dict:

@@ -26,6 +26,7 @@ from vsr.weights.formats import read_metadata, read_safetensors, write_safetenso
 
 SHIPPED_WEIGHTS = Path(__file__).with_name("weights") / "compact.safetensors"
 PRELU_INIT = 0.25  # initial negative slope of every PReLU (PyTorch's default)
+EXPORT_NAME = "compact.safetensors"  # the weights file `vsr train` writes into its run folder
 CONFIG_METADATA_KEY = "vsr_compact_config"  # safetensors metadata key holding CompactConfig as JSON
 SETS_METADATA_KEY = "vsr_compact_sets"  # metadata of a --denoise pair: its key prefixes, "grain,denoise"
 SET_GRAIN, SET_DENOISE = "grain", "denoise"  # --denoise 0 keeps grain and noise; 1 removes the most

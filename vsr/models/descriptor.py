@@ -27,6 +27,13 @@ class ModelDescriptor:
     tiles_well: bool = True  # False: tiles change the result (spandrel: tiling discouraged, or done inside)
     file_sha256: str = ""  # a model loaded from someone's file: its sha256, for provenance and messages
 
+    def colour_fix(self, asked: str) -> str:
+        """The colour fix that runs when ``asked`` (a ``color_fix`` value): ``auto`` is the model's own;
+        none at all for a model that cannot shift colour (an interpolator)."""
+        if not self.shifts_colour:
+            return "none"
+        return self.color_fix if asked == "auto" else asked
+
     @property
     def label(self) -> str:
         """How messages and provenance tags name the model: the registry name, or the architecture and

@@ -1,19 +1,22 @@
 """Which model a weights file holds, for ``--model auto`` (and ``--weights`` without ``--model``).
 
 Detection order: vsr's own formats (a converted AdcSR file, a compact file: their safetensors
-metadata says so), then the AdcSR authors' files (a folder, or ``net_params_200.pkl`` /
-``halfDecoder.ckpt`` with its sibling), then any architecture spandrel recognises. Nothing here
+metadata says so; a `vsr train` checkpoint is refused, pointing at its export), then the AdcSR
+authors' files (a folder, or ``net_params_200.pkl`` / ``halfDecoder.ckpt``), then any architecture
+spandrel recognises. Nothing here
 builds a model; AdcSR's files are matched against the presets' keys and shapes on the meta device.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Mapping
 
 from vsr.errors import WeightsError
 from vsr.models import compact
 from vsr.models.adcsr.load import PRESETS, read_weights, stored_config
 from vsr.weights.formats import FORMAT, PICKLE_SUFFIXES, read_metadata
+from vsr.weights.safe_load import load_pickle
 from vsr.weights.store import ADCSR_DECODER, ADCSR_NET
 
 SPANDREL = "spandrel"  # the registry name of models loaded through spandrel (vsr.models.foreign)
@@ -33,12 +36,20 @@ def adcsr_preset(path: Path) -> str:
 
 
 def official_file(path: Path) -> bool:
-    """Whether ``path`` is one of the AdcSR authors' two files (by name, or with its sibling beside it)."""
-    if path.name in (ADCSR_NET, ADCSR_DECODER):
-        return True
-    if path.suffix.lower() == ".ckpt":
-        return (path.parent / ADCSR_NET).is_file()
-    return path.suffix.lower() == ".pkl" and (path.parent / ADCSR_DECODER).is_file()
+    """Whether ``path`` is one of the AdcSR authors' two files (their exact names: other checkpoints may
+    share the folder)."""
+    return path.name in (ADCSR_NET, ADCSR_DECODER)
+
+
+def refuse_train_checkpoint(path: Path) -> None:
+    """WeightsError for a `vsr train` checkpoint (model, optimiser and recipe): its compact weights hold
+    no config, and spandrel would take them for Real-ESRGAN's compact model, without compact's base."""
+    if path.suffix.lower() not in PICKLE_SUFFIXES:
+        return
+    top = load_pickle(path)
+    if isinstance(top, Mapping) and "recipe_yaml" in top and "model" in top:
+        raise WeightsError(f"{path}: a `vsr train` checkpoint (step {top.get('step', '?')}), not weights to run; "
+                           f"run the {compact.EXPORT_NAME} vsr train writes beside it")
 
 
 def identify(path: Path) -> str:
@@ -60,4 +71,6 @@ def identify(path: Path) -> str:
             return "compact"
     elif suffix not in PICKLE_SUFFIXES:
         raise WeightsError(f"{path}: not a weights file vsr reads (.safetensors, {', '.join(PICKLE_SUFFIXES)})")
+    else:
+        refuse_train_checkpoint(path)
     return SPANDREL

@@ -24,14 +24,16 @@ import numpy as np
 import torch
 from torch import nn
 
-from vsr.errors import UsageError
+from vsr.errors import ProcessingError, UsageError, VsrError
 from vsr.models.descriptor import ModelDescriptor
 
 EXTRA = "pip install 'vsr[onnx]'"  # what installs the exporter and onnxruntime
 OPSET = 18  # opset 18: Resize with antialias, the opset onnxruntime 1.17+ and TensorRT 10 run
 EXAMPLE_SIDE = 64  # traced example side (rounded up to the model's multiple) when the shape is dynamic
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16}
-EXPORTERS = ("dynamo", "torchscript")
+EXPORTERS = ("auto", "dynamo", "torchscript")
+TRACE_ONLY = frozenset({"SPAN"})  # architectures torch.export crashes on (SIGSEGV, torch 2.14): traced instead
+TOLERANCE = {"fp32": 1e-3, "fp16": 2e-2}  # relative L2 error above which an export is wrong, not rounded
 
 
 def optional(name: str) -> ModuleType:
@@ -61,19 +63,25 @@ class ExportReport:
     input_shape: str  # as the file declares it, "?" for a dynamic size: "?x3x?x?" or "1x3x256x256"
     precision: str
     bytes: int
+    exporter: str  # the one that wrote it (auto resolved)
 
 
 def export_onnx(model: nn.Module, path: Path, *, tile: int | None = None, batch: int = 1,
-                precision: str = "fp32", exporter: str = "dynamo") -> ExportReport:
+                precision: str = "fp32", exporter: str = "auto") -> ExportReport:
     """Write ``model`` (loaded by vsr.load_model: it carries its descriptor) as ONNX to ``path``.
 
     ``tile`` None: dynamic batch, height and width; else a fixed (batch, 3, tile, tile) input.
-    ``exporter``: ``dynamo`` (torch.export, the maintained one) or ``torchscript`` (the tracing
-    exporter, for architectures torch.export cannot take: SPAN rebuilds its weights in forward).
+    ``exporter``: ``dynamo`` (torch.export, the maintained one), ``torchscript`` (the tracing exporter,
+    for architectures torch.export cannot take: SPAN rebuilds its weights in forward and crashes it)
+    or ``auto`` (torchscript for those, dynamo for the rest).
     """
     if exporter not in EXPORTERS:
-        raise UsageError(f"exporter {exporter!r}: use {' or '.join(EXPORTERS)}")
-    onnx = optional("onnx")
+        raise UsageError(f"exporter {exporter!r}: use {', '.join(EXPORTERS)}")
+    if batch < 1:
+        raise UsageError(f"batch {batch}: an export takes at least one frame")
+    if exporter == "auto":
+        exporter = "torchscript" if model.descriptor.architecture in TRACE_ONLY else "dynamo"
+    optional("onnx")
     descriptor: ModelDescriptor = model.descriptor
     if precision not in DTYPES:
         raise UsageError(f"precision {precision!r}: ONNX export writes {' or '.join(DTYPES)}")
@@ -89,25 +97,40 @@ def export_onnx(model: nn.Module, path: Path, *, tile: int | None = None, batch:
     wrapped = UnitRange(source, descriptor.value_range).to(dtype=dtype).eval()
     example = torch.rand(batch, 3, side, side, device=first.device, dtype=dtype)
     path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        write_onnx(wrapped, example, path, exporter, tile is None, metadata(descriptor, precision))
+    except (VsrError, KeyboardInterrupt):
+        raise
+    except Exception as e:  # noqa: BLE001 - the exporter failing on an architecture's code
+        other = "torchscript" if exporter == "dynamo" else "dynamo"
+        raise ProcessingError(f"the {exporter} exporter failed on {descriptor.architecture} "
+                              f"({type(e).__name__}: {str(e).strip().splitlines()[0][:200] if str(e).strip() else ''}); "
+                              f"try `--exporter {other}`" + ("" if tile else " or a fixed `--tile N`")) from e
+    return ExportReport(path, input_shape(path), precision, path.stat().st_size, exporter)
+
+
+def write_onnx(wrapped: nn.Module, example: torch.Tensor, path: Path, exporter: str, dynamic: bool,
+               props: dict[str, str]) -> None:
+    """``wrapped`` traced on ``example`` and written to ``path`` with ``props`` as metadata."""
+    onnx = optional("onnx")
     with torch.no_grad():
         if exporter == "dynamo":
-            optional("onnxscript")
+            optional("onnxscript")  # torch.onnx's dynamo exporter is written in it
             free = torch.export.Dim.AUTO  # symbolic where the architecture allows, else fixed (reported)
             program = torch.onnx.export(wrapped, (example,), dynamo=True, input_names=["input"],
                                         output_names=["output"], opset_version=OPSET, external_data=False,
-                                        dynamic_shapes=None if tile is not None else ({0: free, 2: free, 3: free},))
-            program.model.metadata_props.update(metadata(descriptor, precision))
+                                        dynamic_shapes=({0: free, 2: free, 3: free},) if dynamic else None)
+            program.model.metadata_props.update(props)
             program.save(str(path), external_data=False)
         else:
-            axes = None if tile is not None else {"input": {0: "batch", 2: "height", 3: "width"},
-                                                  "output": {0: "batch", 2: "out_height", 3: "out_width"}}
+            axes = {"input": {0: "batch", 2: "height", 3: "width"},
+                    "output": {0: "batch", 2: "out_height", 3: "out_width"}} if dynamic else None
             torch.onnx.export(wrapped, (example,), str(path), dynamo=False, input_names=["input"],
                               output_names=["output"], opset_version=OPSET, dynamic_axes=axes)
             graph = onnx.load(str(path))
-            for key, value in metadata(descriptor, precision).items():
+            for key, value in props.items():
                 graph.metadata_props.add(key=key, value=value)
             onnx.save(graph, str(path))
-    return ExportReport(path, input_shape(path), precision, path.stat().st_size)
 
 
 def metadata(descriptor: ModelDescriptor, precision: str) -> dict[str, str]:
@@ -133,9 +156,15 @@ def onnx_metadata(path: Path) -> dict[str, str]:
 def run_onnx(path: Path, x: np.ndarray) -> np.ndarray:
     """``x`` (N, 3, H, W) float in [0, 1] through the exported file on onnxruntime's CPU provider."""
     ort = optional("onnxruntime")
-    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    want = np.float16 if "float16" in session.get_inputs()[0].type else np.float32
-    return session.run(None, {"input": x.astype(want)})[0].astype(np.float32)
+    try:
+        options = ort.SessionOptions()
+        options.log_severity_level = 4  # its failures are reported here, once
+        session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        want = np.float16 if "float16" in session.get_inputs()[0].type else np.float32
+        return session.run(None, {"input": x.astype(want)})[0].astype(np.float32)
+    except Exception as e:  # noqa: BLE001 - onnxruntime's own errors (shape, type, missing kernels)
+        raise ProcessingError(f"{path}: onnxruntime could not run it on a {x.shape[3]}x{x.shape[2]} input "
+                              f"({str(e).splitlines()[0][:200]}); a fixed size (`vsr export --tile N`) may") from e
 
 
 def check_onnx(model: nn.Module, path: Path, frame: np.ndarray, batch: int = 1) -> dict[str, float]:
@@ -154,5 +183,9 @@ def check_onnx(model: nn.Module, path: Path, frame: np.ndarray, batch: int = 1) 
     device, dtype = (param.device, param.dtype) if param is not None else (torch.device("cpu"), torch.float32)
     with torch.no_grad():
         want = UnitRange(model, d.value_range)(torch.from_numpy(x).to(device, dtype)).float().cpu().numpy()
+    if got.shape != want.shape:
+        raise ProcessingError(f"{path}: on a {w}x{h} input it gives {got.shape[3]}x{got.shape[2]}, PyTorch "
+                              f"{want.shape[3]}x{want.shape[2]}: {d.architecture}'s traced code does not follow the "
+                              "size; export a fixed size with `vsr export --tile N`")
     diff = got - want
     return {"max_abs": float(np.abs(diff).max()), "relative_l2": float(np.linalg.norm(diff) / np.linalg.norm(want))}

@@ -54,16 +54,20 @@ class SpandrelNet(nn.Module):
 
 
 def recognise(state: dict[str, torch.Tensor], what: str) -> object:
-    """spandrel's ImageModelDescriptor for ``state`` (on the CPU), or WeightsError saying why not."""
+    """spandrel's ImageModelDescriptor for ``state`` (on the CPU), or WeightsError saying why not.
+    ``state`` is not changed (spandrel's loaders pop and add keys: they get a copy)."""
     sp = spandrel()
     try:
-        found = sp.ModelLoader().load_from_state_dict(sp.canonicalize_state_dict(state))
+        found = sp.ModelLoader().load_from_state_dict(sp.canonicalize_state_dict(dict(state)))
     except sp.UnsupportedModelError as e:
         raise WeightsError(f"{what}: not a model vsr or spandrel {sp.__version__} recognises (neither vsr's formats, "
                            "AdcSR's files, nor a spandrel architecture)") from e
-    except (RuntimeError, KeyError, ValueError, TypeError, IndexError, AssertionError) as e:
+    except Exception as e:  # noqa: BLE001 - an architecture's own code failing on these tensors: a bad file
         raise WeightsError(f"{what}: spandrel recognised no architecture whose weights fit "
                            f"({type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''})") from e
+    if int(found.scale) < 1:
+        raise WeightsError(f"{what}: a {found.architecture.name} model of scale {found.scale}; vsr runs models "
+                           "that keep or enlarge the frame (scale 1 or more)")
     if not isinstance(found, sp.ImageModelDescriptor):
         raise WeightsError(f"{what}: a {found.architecture.name} {found.purpose} model (it needs a mask); vsr "
                            "runs super-resolution and restoration models")
@@ -71,9 +75,9 @@ def recognise(state: dict[str, torch.Tensor], what: str) -> object:
         raise WeightsError(f"{what}: a {found.architecture.name} {found.purpose} model (face crops); vsr runs "
                            "super-resolution and restoration models on whole frames")
     if (found.input_channels, found.output_channels) != (3, 3):
-        kind = {1: "grayscale", 4: "RGBA"}.get(found.input_channels, f"{found.input_channels}-channel")
-        raise WeightsError(f"{what}: a {kind} model ({found.input_channels} channels in, {found.output_channels} "
-                           "out); vsr upscales RGB video and runs 3-channel models only")
+        kind = {1: "a grayscale", 4: "an RGBA"}.get(found.input_channels, f"a {found.input_channels}-channel")
+        raise WeightsError(f"{what}: {kind} model ({found.input_channels} in, {found.output_channels} out "
+                           "channels); vsr upscales RGB video and runs 3-channel models only")
     return found
 
 
@@ -87,32 +91,36 @@ def describe_found(found: object, path: Path, sha256: str) -> ModelDescriptor:
         color_fix="none", tiles_well=tiling == "SUPPORTED", file_sha256=sha256)
 
 
-@functools.lru_cache(maxsize=1)
-def _read(path: str, mtime_ns: int, size: int) -> tuple[dict[str, torch.Tensor], str]:
-    del mtime_ns, size  # the cache key: a rewritten file is read again
-    state, _ = read_any(Path(path))
-    return state, sha256_file(Path(path))
-
-
 def read(path: Path) -> tuple[dict[str, torch.Tensor], str]:
-    """(state dict, file sha256) of ``path``, read safely; cached while the file is unchanged, so the
-    descriptor lookup and the load of one run read it once."""
-    st = path.stat()
-    return _read(str(path.resolve()), st.st_mtime_ns, st.st_size)
+    """(state dict, file sha256) of the checkpoint ``path``, read safely (WeightsError if it is not a file)."""
+    if path.is_dir():
+        raise WeightsError(f"{path}: a folder; model spandrel takes one checkpoint file (.pth, .safetensors, ...)")
+    if not path.is_file():
+        raise WeightsError(f"{path}: no such file")
+    state, _ = read_any(path)
+    return state, sha256_file(path)
+
+
+@functools.lru_cache(maxsize=8)
+def _describe(path: str, identity: tuple[int, ...]) -> ModelDescriptor:
+    del identity  # the cache key: a file rewritten or replaced in place is read again
+    state, sha256 = read(Path(path))
+    return describe_found(recognise(state, path), Path(path), sha256)
 
 
 def describe(path: Path) -> ModelDescriptor:
-    """vsr's descriptor of the model in ``path`` (the file is read and the model built on the CPU)."""
-    state, sha256 = read(path)
-    return describe_found(recognise(state, str(path)), path, sha256)
+    """vsr's descriptor of the model in ``path`` (read and built on the CPU once per file version)."""
+    try:
+        st = path.stat()
+    except OSError:
+        raise WeightsError(f"{path}: no such file") from None
+    return _describe(str(path.resolve()), (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns))
 
 
 def load(weights: Path | None, device: torch.device, dtype: torch.dtype) -> nn.Module:
     """The model in ``weights`` as a SpandrelNet on ``device`` in ``dtype``, its descriptor attached."""
     if weights is None:
-        raise WeightsError("model spandrel needs a weights file (`weights` / --weights FILE)")
-    if not weights.is_file():
-        raise WeightsError(f"{weights}: no such file")
+        raise WeightsError("model spandrel runs a checkpoint file: give `weights`")
     state, sha256 = read(weights)
     found = recognise(state, str(weights))
     net = SpandrelNet(found).to(device=device, dtype=dtype)

@@ -54,7 +54,7 @@ def _compact(weights: Path | None, device: torch.device, dtype: torch.dtype, den
 
 
 def _spandrel_build() -> nn.Module:
-    raise UsageError("a spandrel model is built from its weights file (load_model('spandrel', weights))")
+    raise UsageError("model spandrel is built from its checkpoint file: give `weights`")
 
 
 def _classic(name: str, build: Callable[[], nn.Module], text: str, integer: bool) -> ModelSpec:
@@ -101,6 +101,11 @@ def choose(name: str | None, device: str | torch.device | None = None,
     """
     if name not in (None, AUTO):
         spec(name)  # an unknown name fails here
+        if weights is not None and name in (SPANDREL, "compact") and Path(weights).is_file():
+            found = identify(Path(weights))  # these two read files others make: say so when it is the other's
+            if found != name:
+                raise UsageError(f"{weights} holds {'a model spandrel loads' if found == SPANDREL else found + ' weights'}"
+                                 f", not {name} weights; drop `model` (or use auto) to run it")
         return name, ""
     if weights is None:
         return default_model(device)
@@ -116,7 +121,7 @@ def describe(name: str, weights: str | Path | None = None) -> ModelDescriptor:
     if entry.describe is None:
         return entry.descriptor
     if weights is None:
-        raise UsageError(f"model {name} needs a weights file (`weights` / --weights FILE)")
+        raise UsageError(f"model {name} runs a checkpoint file: give `weights`")
     return entry.describe(Path(weights))
 
 

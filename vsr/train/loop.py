@@ -30,7 +30,7 @@ from vsr.upscale.device import resolve_device
 
 CONFIG_PATH = Path(__file__).parent.parent / "configs" / "train_compact.yaml"
 CHECKPOINT_NAME = "last.pt"
-EXPORT_NAME = "compact.safetensors"
+EXPORT_NAME = compact.EXPORT_NAME
 
 
 def load_recipe(args: argparse.Namespace) -> dict[str, Any]:

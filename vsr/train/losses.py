@@ -34,12 +34,16 @@ def fft_loss(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 
 
 def teacher_forward(teacher: nn.Module, lr: torch.Tensor) -> torch.Tensor:
-    """The teacher's ×4 output on ``lr`` in [-1, 1], padded to its ``multiple`` and cropped back."""
-    m, (h, w) = teacher.multiple, lr.shape[-2:]
+    """The teacher's ×4 output on ``lr`` in [-1, 1], padded to its ``multiple`` and cropped back; the
+    teacher's own value range (a spandrel model works in [0, 1]) is converted to and from."""
+    d = teacher.descriptor
+    if d.scale != SCALE:
+        raise UsageError(f"the teacher {d.label} is ×{d.scale}; the student is ×{SCALE}")
+    m, (h, w) = d.multiple, lr.shape[-2:]
+    lo, hi = d.value_range
     x = F.pad(lr, (0, (-w) % m, 0, (-h) % m), mode="replicate")
+    x = (x + 1) / 2 * (hi - lo) + lo  # [-1, 1] -> the teacher's range
     with torch.no_grad():
         y = teacher(x.to(next(iter(teacher.parameters()), x).dtype)).float()
-    s = y.shape[-1] // x.shape[-1]
-    if s != SCALE:
-        raise UsageError(f"teacher scale is ×{s}; the student is ×{SCALE}")
-    return y[..., : h * s, : w * s].clamp(-1, 1)
+    y = (y - lo) / (hi - lo) * 2 - 1  # back to [-1, 1]
+    return y[..., : h * SCALE, : w * SCALE].clamp(-1, 1)

@@ -34,8 +34,8 @@ def build_upscaler(config: RunConfig, name: str, device: torch.device) -> Upscal
     model = load_model(name, m.weights, device=device, dtype=dtype, denoise=m.denoise)
     tile, batch = default_tile_batch(model.descriptor, device)
     if m.tile and not model.descriptor.tiles_well:
-        log.warning("%s: tiles change this model's result (its authors discourage tiling); `tile` 0 runs "
-                    "whole frames", model.descriptor.label)
+        log.warning("%s: tiles change this model's result (spandrel: its authors discourage tiling, or it "
+                    "tiles frames itself); `tile` 0 runs whole frames", model.descriptor.label)
     return Upscaler(
         model,
         device=device,
@@ -43,7 +43,7 @@ def build_upscaler(config: RunConfig, name: str, device: torch.device) -> Upscal
         tile=tile if m.tile is None else m.tile,
         tile_overlap=DEFAULT_TILE_OVERLAP if m.tile_overlap is None else m.tile_overlap,
         batch=batch if m.batch is None else m.batch,
-        color_fix=model.descriptor.color_fix if m.color_fix == "auto" else m.color_fix,
+        color_fix=m.color_fix,
         compile=m.compile,
         cuda_graphs=m.cuda_graphs,
     )

@@ -83,7 +83,7 @@ class Upscaler:
         tile: int = DEFAULT_TILE,
         tile_overlap: int = DEFAULT_TILE_OVERLAP,
         batch: int = DEFAULT_BATCH,
-        color_fix: str = "none",
+        color_fix: str = "auto",
         compile: bool = False,
         cuda_graphs: bool = True,
         pad_batches: bool | None = None,
@@ -110,8 +110,9 @@ class Upscaler:
         self.tile, self.tile_overlap, self.batch = tile, tile_overlap, batch
         # Interpolators resize straight to the requested size: no tiles, no x4 then a reduction.
         self.direct = self.descriptor.interpolates
-        # Models that cannot shift colour (interpolators) get no colour fix: it would only cost time.
-        self.color_fix = color_fix if self.descriptor.shifts_colour else "none"
+        # auto: the model's own (AdaIN for AdcSR and compact, none for others' checkpoints); models that
+        # cannot shift colour (interpolators) get none: it would only cost time.
+        self.color_fix = self.descriptor.colour_fix(color_fix)
         self._fix = _color_fix(self.color_fix)
         self.cuda = self.device.type == "cuda"
         self.channels_last = self.cuda  # cuDNN's fast fp16 convolutions want NHWC
