@@ -375,3 +375,12 @@ def test_a_spandrel_teacher_for_distillation(checkpoints) -> None:
     assert y.shape == (2, 3, 40, 48) and torch.allclose(y, want.clamp(-1, 1), atol=1e-6)
     with pytest.raises(UsageError, match="is ×2; the student is ×4"):
         losses.teacher_forward(load_model("spandrel", checkpoints["span", "pth"]), lr)
+
+
+def test_height_above_the_native_scale_is_refused(checkpoints, clip: Path, tmp_path: Path, capsys) -> None:
+    path = checkpoints["span", "safetensors"]  # ×2: 48 px high → 96 at most
+    assert main(["run", str(clip), "--weights", str(path), "--height", "192", "-o", str(tmp_path / "o.mkv")]) == 2
+    assert "--height 192: clip.mp4 is 48 px high and the model is ×2: 96 at most" in capsys.readouterr().err
+    assert main(["run", str(clip), "--weights", str(path), "--height", "72", "-o", str(tmp_path / "o.mkv"),
+                 "--progress", "none"]) == 0
+    assert read_rgb(tmp_path / "o.mkv")[0].shape == (72, 96, 3)

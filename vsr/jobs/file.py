@@ -136,7 +136,7 @@ def _image(session: Session, reader: VideoReader, partial: Path, dst: Path) -> R
     frame = next(iter(reader), None)
     if frame is None:
         raise InputError(f"{reader.path}: no image could be decoded")
-    size = output_size(reader.info, session.config, None)
+    size = output_size(reader.info, session.config, None, session.native_scale)
     if session.pool is not None:
         image = session.pool.upscale_image(frame.image, size)
     else:
@@ -149,7 +149,7 @@ def _video(session: Session, reader: VideoReader, partial: Path | None, dst: Pat
     config, info = session.config, reader.info
     settings = encode_settings(info, config, codec)
     # A frame-pattern output is RGB images: no chroma subsampling, so no even rounding.
-    size = output_size(info, config, settings.pix_fmt if partial is not None else None)
+    size = output_size(info, config, settings.pix_fmt if partial is not None else None, session.native_scale)
     section = reader.section_pts if reader.is_section else None
     tags = provenance(__version__, session.model_name, session.weights_hash)
     writer: FrameWriter

@@ -125,11 +125,16 @@ def check_output(src: Path, dst: Path, config: RunConfig, info: VideoInfo, codec
         raise UsageError(f"{folder}: output folder is not writable")
 
 
-def output_size(info: VideoInfo, config: RunConfig, pix_fmt: str | None) -> tuple[int, int]:
+def output_size(info: VideoInfo, config: RunConfig, pix_fmt: str | None, native: int = 0) -> tuple[int, int]:
     """(width, height) of the output, rounded up to even where ``pix_fmt`` subsamples chroma;
-    refused before anything is allocated when it is over ``max_pixels``."""
+    refused before anything is allocated when it is over ``max_pixels``, or (``native``: the model's
+    own scale, 0 unknown) when ``height`` asks more than the model computes."""
     if config.model.height:
         w, h = max(1, round(info.width * config.model.height / info.height)), config.model.height
+        if native and h > info.height * native:
+            raise OptionError("height", h, f"{info.path.name} is {info.height} px high and the model is ×{native}: "
+                              f"{info.height * native} at most (larger would only be interpolated)",
+                              config.sources.get("height"))
     else:
         w, h = info.width * config.model.scale, info.height * config.model.scale
     if w * h > config.model.max_pixels:

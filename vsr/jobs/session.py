@@ -34,6 +34,7 @@ class Session:
     upscaler: Upscaler | None  # None when Ray actors hold the model
     weights_hash: str | None = None  # short sha256 of the model's tensors (provenance)
     pool: RayPool | None = None  # the Ray actors, with executor ray
+    native_scale: int = 0  # the model's own scale (a larger `height` is refused); 0: not checked
 
     def close(self) -> None:
         """Release the Ray actors (and Ray itself when this session started it)."""
@@ -88,12 +89,13 @@ def open_session(config: RunConfig | None = None, **options: object) -> Session:
         descriptor = describe(name, config.model.weights)  # bad weights or scale fail before actors start
         config = with_scale(config, descriptor)
         pool = RayPool(config, name)
-        return Session(config, descriptor.label, None, pool.weights_hash, pool)
+        return Session(config, descriptor.label, None, pool.weights_hash, pool, descriptor.scale)
     if device.type == "cpu":
         torch.set_num_threads(config.model.threads or default_cpu_threads())
     upscaler = build_upscaler(config, name, device)
     config = with_scale(config, upscaler.descriptor)
-    return Session(config, upscaler.descriptor.label, upscaler, state_digest(upscaler.model.state_dict()))
+    return Session(config, upscaler.descriptor.label, upscaler, state_digest(upscaler.model.state_dict()),
+                   native_scale=upscaler.descriptor.scale)
 
 
 def with_scale(config: RunConfig, descriptor: ModelDescriptor) -> RunConfig:

@@ -89,7 +89,7 @@ def prepare_job(session: Session, reader: VideoReader, dst: Path, partial: Path,
     if config.encode.encoder != "pyav":
         raise UsageError("--segment-seconds joins segments made by PyAV's encoders; drop --encoder ffmpeg")
     settings = encode_settings(info, config, codec)
-    size = output_size(info, config, settings.pix_fmt)
+    size = output_size(info, config, settings.pix_fmt, session.native_scale)
     segments, tb, first = plan_segments(reader.path, config.execution.segment_seconds, info.stream_index)
     deinterlace = ("double" if config.timing.deinterlace == "double" else "on") if reader.deinterlaced else "off"
     ext = dst.suffix.lower()
