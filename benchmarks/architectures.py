@@ -18,7 +18,6 @@ import argparse
 import os
 import statistics
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
@@ -32,6 +31,7 @@ from spandrel.architectures.SPAN import SPAN
 from spandrel.architectures.SwinIR import SwinIR
 
 from vsr import Upscaler, load_model
+from vsr.bench.measure import repeat_times
 
 # The configurations of well-known released checkpoints.
 ARCHS = {
@@ -48,13 +48,8 @@ ARCHS = {
 
 
 def timed(fn, repeats: int) -> float:
-    fn()  # warm-up
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+    """Median seconds per call after a warm-up call."""
+    return statistics.median(repeat_times(fn, repeats)[0])
 
 
 def main() -> None:

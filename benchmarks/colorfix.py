@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import argparse
 import os
-import time
+import statistics
 from pathlib import Path
 
 import av
@@ -21,6 +21,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from vsr.bench.measure import repeat_times
 from vsr.upscale.colorfix import WAVELET_LEVELS, adain_affine, wavelet
 
 REPO = Path(__file__).resolve().parent.parent
@@ -61,11 +62,9 @@ def reduced_wavelet(sr: torch.Tensor, lr: torch.Tensor, factor: int) -> torch.Te
 
 
 def timed(fn, repeats: int) -> tuple[float, torch.Tensor]:
-    out = fn()
-    t0 = time.perf_counter()
-    for _ in range(repeats):
-        out = fn()
-    return (time.perf_counter() - t0) / repeats * 1000, out
+    """(mean milliseconds per call after a warm-up call, the last result)."""
+    times, out = repeat_times(fn, repeats)
+    return statistics.fmean(times) * 1000, out
 
 
 def main() -> None:

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import statistics
 import time
 from fractions import Fraction
 
@@ -30,6 +31,7 @@ import torch
 import torch.nn.functional as F
 from av.video.reformatter import VideoReformatter
 
+from vsr.bench.measure import repeat_times
 from vsr.media.color import ColorTags, YuvConverter
 from vsr.upscale.convert import quantise
 
@@ -37,11 +39,8 @@ KR, KB = 0.2126, 0.0722  # BT.709 luma coefficients
 
 
 def timed(fn, repeats: int) -> float:
-    fn()
-    t0 = time.perf_counter()
-    for _ in range(repeats):
-        fn()
-    return (time.perf_counter() - t0) / repeats * 1000
+    """Mean milliseconds per call after a warm-up call."""
+    return statistics.fmean(repeat_times(fn, repeats)[0]) * 1000
 
 
 def yuv420_in_torch(chw: torch.Tensor) -> av.VideoFrame:

@@ -1,5 +1,5 @@
-"""Measuring helpers of ``vsr bench``: device syncs, peak memory, the matmul ceiling, FLOPs of a tile,
-and the engine's steps timed one by one."""
+"""Measuring helpers of ``vsr bench`` and the benchmark scripts: repeated timings, device syncs, peak
+memory, the matmul ceiling, FLOPs of a tile, and the engine's steps timed one by one."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import contextlib
 import resource
 import time
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator, TypeVar
 
 import torch
 
@@ -17,6 +17,20 @@ from vsr.upscale import tiling
 ENGINE_STAGES = (("host→device", "_upload"), ("pad+cut", "_start_frame"), ("model", "_forward"),
                  ("blend", "blend"), ("colour fix+resize+quantise", "_finish"), ("device→host", "_download"),
                  ("interpolate+quantise (interpolators)", "_resize_direct"))
+
+
+T = TypeVar("T")
+
+
+def repeat_times(fn: Callable[[], T], repeats: int) -> tuple[list[float], T]:
+    """``fn`` once to warm up, then ``repeats`` timed calls: (seconds of each call, the last result)."""
+    out = fn()
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        out = fn()
+        times.append(time.perf_counter() - t0)
+    return times, out
 
 
 def sync(device: torch.device) -> None:
