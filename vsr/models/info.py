@@ -8,11 +8,11 @@ from pathlib import Path
 
 import torch
 
-from vsr.models import compact, foreign
+from vsr.models import compact
 from vsr.models.adcsr.load import read_weights
 from vsr.models.detect import SPANDREL, identify
 from vsr.models.registry import describe
-from vsr.weights.formats import read_metadata, read_safetensors
+from vsr.weights.formats import read_any, read_metadata, read_safetensors
 from vsr.weights.store import resolve, sha256_file
 
 DTYPE_NAMES = {torch.float32: "fp32", torch.float16: "fp16", torch.bfloat16: "bf16", torch.float64: "fp64"}
@@ -21,7 +21,7 @@ DTYPE_NAMES = {torch.float32: "fp32", torch.float16: "fp16", torch.bfloat16: "bf
 def state_of(name: str, path: Path) -> tuple[dict[str, torch.Tensor], list[Path]]:
     """The tensors of one weight set of model ``name`` at ``path``, and the files they came from."""
     if name == SPANDREL:
-        return foreign.read(path)[0], [path]
+        return read_any(path)[0], [path]
     if name == "compact":
         state, _ = read_safetensors(path)
         sets = compact.split_sets(state, read_metadata(path))
@@ -49,7 +49,9 @@ def weights_info(path: Path) -> dict:
         "tiles_well": descriptor.tiles_well,
         "color_fix": descriptor.color_fix,
         "denoise_pair": name == "compact" and compact.has_denoise_pair(path),
-        "files": [{"file": str(f), "bytes": f.stat().st_size, "sha256": sha256_file(f)} for f in files],
+        "files": [{"file": str(f), "bytes": f.stat().st_size,  # a checkpoint's hash is in its descriptor
+                   "sha256": descriptor.file_sha256 if f == path and descriptor.file_sha256 else sha256_file(f)}
+                  for f in files],
     }
 
 

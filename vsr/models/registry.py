@@ -131,16 +131,14 @@ def spec(name: str) -> ModelSpec:
     return MODELS[name]
 
 
-def default_model(device: str | torch.device | None = None, weights: str | Path | None = None) -> tuple[str, str]:
-    """The model ``vsr run`` uses without a model name, and a one-line reason for the user.
-
-    ``adcsr`` when its weights are present (``weights`` given, or in the cache) and the device is a
-    CUDA GPU (``None``/"auto": whether one is available); otherwise the bundled model.
-    """
+def default_model(device: str | torch.device | None = None) -> tuple[str, str]:
+    """The model ``vsr run`` uses without a model name or weights file, and a one-line reason for the
+    user: ``adcsr`` when its weights are in the cache and the device is a CUDA GPU (``None``/"auto":
+    whether one is available); otherwise the bundled model. (A weights file is identified instead:
+    ``choose``.)"""
     cuda = torch.cuda.is_available()
     kind = torch.device(device).type if device not in (None, "auto") else ("cuda" if cuda else "cpu")
-    have = weights is not None or present("adcsr")
-    if kind == "cuda" and cuda and have:
+    if kind == "cuda" and cuda and present("adcsr"):
         return "adcsr", "using adcsr: its weights are present and a CUDA GPU is available"
     why = ("no CUDA GPU (adcsr is a GPU model)" if kind != "cuda" or not cuda
            else f"adcsr weights not found in {model_dir('adcsr')} (`vsr weights download adcsr`)")

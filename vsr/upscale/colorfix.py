@@ -67,8 +67,8 @@ def _low(x: torch.Tensor) -> torch.Tensor:
 def wavelet(sr: torch.Tensor, lr: torch.Tensor) -> torch.Tensor:
     """``sr``'s detail bands on ``lr``'s residual low frequency: sr - low(sr) + low(lr↑) = sr + low(lr↑ - sr),
     the blurs being linear, so one chain of blurs instead of two. The chain runs at ``sr``'s size:
-    blurring at half or a quarter of it and upsampling misses by 1.8 / 3.6 levels of 255 on real
-    footage (benchmarks/README.md), where the full-size chain is exact."""
+    blurring at half or a quarter of it and upsampling misses by up to 1.5 / 3.0 levels of 255 on a
+    real 720p frame (benchmarks/colorfix.py, benchmarks/README.md), where the full-size chain is exact."""
     x = sr.float()
     ref = lr.float()
     if ref.shape[-2:] != x.shape[-2:]:
